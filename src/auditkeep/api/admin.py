@@ -1,0 +1,121 @@
+"""/v1/tenants and their API keys. Operator keys manage every tenant; a tenant key with the
+``admin`` scope manages its own tenant's keys. Another tenant looks like a missing one (404)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from auditkeep.api.http import JSONResponse, authenticate, core_of, read_json, route
+from auditkeep.auth import OPERATOR, parse_scopes
+from auditkeep.errors import BadRequest
+from auditkeep.model import format_timestamp, parse_timestamp
+from auditkeep.store.base import Tenant
+
+_BODY_LIMIT = 64 * 1024
+
+
+def tenant_json(t: Tenant) -> dict[str, Any]:
+    return {"slug": t.slug, "name": t.name, "created_at": format_timestamp(t.created_at)}
+
+
+def _fields(body: Any, allowed: set[str], required: set[str]) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    unknown = set(body) - allowed
+    if unknown:
+        raise BadRequest(
+            f"unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}"
+        )
+    missing = required - set(body)
+    if missing:
+        raise BadRequest(f"missing field(s): {', '.join(sorted(missing))}")
+    return body
+
+
+def _str(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"{name} must be a string")
+    return value
+
+
+@route("/v1/tenants")
+async def create_tenant(request: Request) -> Response:
+    """Create a tenant (operator keys only)."""
+    authenticate(request).require(OPERATOR)
+    body = _fields(await read_json(request, _BODY_LIMIT), {"slug", "name"}, {"slug"})
+    slug = _str(body, "slug") or ""
+    tenant = core_of(request).create_tenant(slug, _str(body, "name"))
+    return JSONResponse(tenant_json(tenant), status_code=201)
+
+
+@route("/v1/tenants")
+async def list_tenants(request: Request) -> Response:
+    """Every tenant (operator keys only)."""
+    authenticate(request).require(OPERATOR)
+    tenants = core_of(request).store.list_tenants()
+    return JSONResponse({"data": [tenant_json(t) for t in tenants]})
+
+
+@route("/v1/tenants/{tenant}/keys")
+async def create_key(request: Request) -> Response:
+    """Create an API key; the response is the only time the key is shown."""
+    principal = authenticate(request)
+    core = core_of(request)
+    tenant = core.tenant(request.path_params["tenant"], principal)
+    body = _fields(
+        await read_json(request, _BODY_LIMIT),
+        {"scopes", "name", "expires_at", "rate_limit_rps"},
+        {"scopes"},
+    )
+    scopes = body["scopes"]
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        raise BadRequest('scopes must be an array of strings, e.g. ["events:write"]')
+    expires_text = _str(body, "expires_at")
+    try:
+        expires = parse_timestamp(expires_text) if expires_text else None
+    except ValueError as exc:
+        raise BadRequest(f"expires_at: {exc}") from None
+    rate = body.get("rate_limit_rps")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float)):
+        raise BadRequest("rate_limit_rps must be a number")
+    record, key = core.create_key(
+        tenant,
+        parse_scopes(scopes),
+        name=_str(body, "name") or "",
+        expires_at=expires,
+        rate_limit_rps=float(rate) if rate is not None else None,
+    )
+    return JSONResponse({**record.public(), "key": key}, status_code=201)
+
+
+@route("/v1/tenants/{tenant}/keys")
+async def list_keys(request: Request) -> Response:
+    """A tenant's keys (ids, scopes, state; never the keys or their hashes)."""
+    principal = authenticate(request)
+    core = core_of(request)
+    tenant = core.tenant(request.path_params["tenant"], principal)
+    return JSONResponse({"data": [k.public() for k in core.store.list_keys(tenant.tenant_id)]})
+
+
+@route("/v1/tenants/{tenant}/keys/{key_id}")
+async def revoke_key(request: Request) -> Response:
+    """Revoke a key; it stops working at once on this node (within the key cache TTL on others)."""
+    principal = authenticate(request)
+    core = core_of(request)
+    tenant = core.tenant(request.path_params["tenant"], principal)
+    record = core.revoke_key(tenant, request.path_params["key_id"])
+    return JSONResponse(record.public())
+
+
+routes = [
+    Route("/v1/tenants", create_tenant, methods=["POST"]),
+    Route("/v1/tenants", list_tenants, methods=["GET"]),
+    Route("/v1/tenants/{tenant}/keys", create_key, methods=["POST"]),
+    Route("/v1/tenants/{tenant}/keys", list_keys, methods=["GET"]),
+    Route("/v1/tenants/{tenant}/keys/{key_id}", revoke_key, methods=["DELETE"]),
+]

@@ -1,0 +1,429 @@
+"""The OpenAPI 3.1 description of the API (/openapi.json) and a browsable page (/docs).
+
+The page is rendered on the server from the same document, so it works offline and cannot drift
+from it; a test checks that every route of the app is described here.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import orjson
+from auditkeep_client.schema import CATEGORIES, LIMITS
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from auditkeep import __version__
+from auditkeep.api.http import JSONResponse
+
+_PROBLEM = {"$ref": "#/components/schemas/Problem"}
+
+
+def _problem_responses(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "Malformed JSON, bad parameter or cursor",
+        401: "Missing, malformed, unknown, expired or revoked key",
+        403: "The key lacks the scope",
+        404: "Not found (also for another tenant's resources)",
+        409: "Conflict",
+        413: "Body or batch too large",
+        415: "Not JSON, or an unsupported Content-Encoding",
+        422: "The event breaks the schema",
+        429: "Rate limited; see Retry-After",
+        503: "Overloaded or store unavailable; see Retry-After",
+    }
+    return {
+        str(c): {
+            "description": text[c],
+            "content": {"application/problem+json": {"schema": _PROBLEM}},
+        }
+        for c in codes
+    }
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _party(what: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": what,
+        "additionalProperties": False,
+        "required": ["id"] if what.startswith("Who") else ["id", "type"],
+        "properties": {
+            "id": {"type": "string", "maxLength": LIMITS.max_actor_id_chars},
+            "type": {
+                "type": "string",
+                "maxLength": LIMITS.max_type_chars,
+                "pattern": "^[a-z0-9_.-]+$",
+            },
+            "name": {"type": "string", "maxLength": LIMITS.max_name_chars},
+        },
+    }
+
+
+_EVENT_IN: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["action", "occurred_at", "actor"],
+    "properties": {
+        "id": {
+            "type": "string",
+            "maxLength": LIMITS.max_id_chars,
+            "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+            "description": "Client-made idempotency key (UUID/ULID). Made by the server if absent.",
+        },
+        "action": {
+            "type": "string",
+            "maxLength": LIMITS.max_action_chars,
+            "pattern": r"^[a-z0-9_-]+(\.[a-z0-9_-]+)+$",
+            "examples": ["user.login"],
+        },
+        "occurred_at": {"type": "string", "format": "date-time"},
+        "actor": _party("Who did it (default type 'user')"),
+        "targets": {"type": "array", "maxItems": LIMITS.max_targets, "items": _party("What")},
+        "outcome": {"enum": ["success", "failure"], "default": "success"},
+        "reason": {"type": "string", "maxLength": LIMITS.max_reason_chars},
+        "context": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                name: {"type": "string"}
+                for name in ("ip", "user_agent", "request_id", "session_id", "location")
+            },
+        },
+        "metadata": {
+            "type": "object",
+            "description": f"Free-form JSON, at most {LIMITS.max_metadata_bytes} bytes encoded, "
+            f"{LIMITS.max_metadata_depth} levels deep.",
+        },
+        "category": {"enum": sorted(CATEGORIES), "default": "audit"},
+    },
+}
+
+_EVENT_OUT: dict[str, Any] = {
+    "allOf": [{"$ref": "#/components/schemas/EventIn"}],
+    "description": "The stored normal form, plus what the server adds.",
+    "properties": {
+        "tenant": {"type": "string"},
+        "received_at": {"type": "string", "format": "date-time"},
+        "seq": {"type": "integer", "description": "Gap-free position in the tenant's log, from 1"},
+        "hash": {"type": "string", "description": "Hex SHA-256(0x00 || leaf data)"},
+    },
+}
+
+_RESULT = {
+    "type": "object",
+    "properties": {
+        "index": {"type": "integer"},
+        "id": {"type": ["string", "null"]},
+        "status": {"enum": ["accepted", "duplicate", "rejected"]},
+        "seq": {"type": "integer"},
+        "error": _PROBLEM,
+    },
+}
+
+_QUERY_PARAMS = [
+    ("actor_id", "Exact actor id"),
+    ("action", "Exact action, or a prefix such as user.*"),
+    ("target_id", "Events with a target of this id"),
+    ("target_type", "Events with a target of this type"),
+    ("outcome", "success or failure"),
+    ("category", "audit, access, error, security, performance or system"),
+    ("since", "occurred_at >= this RFC 3339 time"),
+    ("until", "occurred_at < this RFC 3339 time"),
+    ("limit", "Page size, 1-1000 (default 50)"),
+    ("cursor", "next_cursor of the previous page"),
+    ("order", "desc (newest first, default) or asc"),
+]
+
+
+def _key_params(*names: str) -> list[dict[str, Any]]:
+    return [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names
+    ]
+
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "auditkeep",
+        "version": __version__,
+        "description": "Tamper-evident audit and event log. Authenticate with "
+        "'Authorization: Bearer <key>'. Errors are RFC 9457 problem+json.",
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "EventIn": _EVENT_IN,
+            "Event": _EVENT_OUT,
+            "Problem": {
+                "type": "object",
+                "required": ["type", "title", "status", "detail"],
+                "properties": {
+                    "type": {"type": "string"},
+                    "title": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "detail": {"type": "string"},
+                    "instance": {"type": "string"},
+                    "errors": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "path": {"type": "string"},
+                                "message": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+    "security": [{"bearer": []}],
+    "paths": {
+        "/v1/events": {
+            "post": {
+                "summary": "Ingest one event, or a batch of up to 1000",
+                "description": "A 2xx answer means every accepted event is durably stored. "
+                "Re-sending an event with the same id and content is a no-op ('duplicate').",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "oneOf": [
+                                    {"$ref": "#/components/schemas/EventIn"},
+                                    {
+                                        "type": "object",
+                                        "required": ["events"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "events": {
+                                                "type": "array",
+                                                "maxItems": 1000,
+                                                "items": {"$ref": "#/components/schemas/EventIn"},
+                                            }
+                                        },
+                                    },
+                                ]
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": _json(_RESULT, "One event accepted"),
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "results": {"type": "array", "items": _RESULT},
+                                "accepted": {"type": "integer"},
+                                "duplicates": {"type": "integer"},
+                                "rejected": {"type": "integer"},
+                            },
+                        },
+                        "Batch results, one per event in order (or a single duplicate)",
+                    ),
+                    **_problem_responses(400, 401, 403, 409, 413, 415, 422, 429, 503),
+                },
+            },
+            "get": {
+                "summary": "Query the caller's tenant's events",
+                "parameters": [
+                    {"name": n, "in": "query", "description": d, "schema": {"type": "string"}}
+                    for n, d in _QUERY_PARAMS
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "data": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/Event"},
+                                },
+                                "next_cursor": {"type": ["string", "null"]},
+                            },
+                        },
+                        "A page of events",
+                    ),
+                    **_problem_responses(400, 401, 403, 429),
+                },
+            },
+        },
+        "/v1/events/{event_id}": {
+            "get": {
+                "summary": "One event by id",
+                "parameters": _key_params("event_id"),
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/Event"}, "The event"),
+                    **_problem_responses(401, 403, 404),
+                },
+            }
+        },
+        "/v1/tenants": {
+            "post": {
+                "summary": "Create a tenant (operator key)",
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["slug"],
+                                "properties": {
+                                    "slug": {"type": "string"},
+                                    "name": {"type": "string"},
+                                },
+                            }
+                        }
+                    }
+                },
+                "responses": {
+                    "201": {"description": "Created"},
+                    **_problem_responses(400, 401, 403, 409),
+                },
+            },
+            "get": {
+                "summary": "List tenants (operator key)",
+                "responses": {"200": {"description": "Tenants"}, **_problem_responses(401, 403)},
+            },
+        },
+        "/v1/tenants/{tenant}/keys": {
+            "post": {
+                "summary": "Create an API key (operator, or the tenant's admin scope)",
+                "parameters": _key_params("tenant"),
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["scopes"],
+                                "properties": {
+                                    "scopes": {
+                                        "type": "array",
+                                        "items": {"enum": ["events:write", "events:read", "admin"]},
+                                    },
+                                    "name": {"type": "string"},
+                                    "expires_at": {"type": "string", "format": "date-time"},
+                                    "rate_limit_rps": {"type": "number"},
+                                },
+                            }
+                        }
+                    }
+                },
+                "responses": {
+                    "201": {"description": "The key, shown only in this response (field 'key')"},
+                    **_problem_responses(400, 401, 404),
+                },
+            },
+            "get": {
+                "summary": "List a tenant's keys",
+                "parameters": _key_params("tenant"),
+                "responses": {"200": {"description": "Keys"}, **_problem_responses(401, 404)},
+            },
+        },
+        "/v1/tenants/{tenant}/keys/{key_id}": {
+            "delete": {
+                "summary": "Revoke a key",
+                "parameters": _key_params("tenant", "key_id"),
+                "responses": {"200": {"description": "Revoked"}, **_problem_responses(401, 404)},
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Liveness",
+                "security": [],
+                "responses": {"200": {"description": "Up"}},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: the store answers",
+                "security": [],
+                "responses": {"200": {"description": "Ready"}, **_problem_responses(503)},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "security": [],
+                "responses": {"200": {"description": "Metrics"}},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": {"description": "OpenAPI"}},
+            }
+        },
+        "/docs": {
+            "get": {
+                "summary": "Browsable API reference",
+                "security": [],
+                "responses": {"200": {"description": "HTML"}},
+            }
+        },
+    },
+}
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(SPEC)
+
+
+def render_docs_html() -> str:
+    """A self-contained HTML reference rendered from SPEC."""
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>auditkeep API</title>",
+        "<style>body{font:15px/1.5 system-ui,sans-serif;max-width:980px;margin:2em auto;"
+        "padding:0 1em;color:#1d2430}h2{border-bottom:1px solid #ddd;padding-bottom:.2em}"
+        ".op{border:1px solid #dde3ea;border-radius:8px;margin:1em 0;padding:.6em 1em}"
+        ".m{display:inline-block;min-width:4.5em;font-weight:700;color:#fff;border-radius:4px;"
+        "text-align:center;margin-right:.6em}.get{background:#2f80ed}.post{background:#27ae60}"
+        ".delete{background:#eb5757}"
+        "code,pre{background:#f4f6f8;border-radius:4px;padding:.1em .3em}"
+        "pre{padding:.6em;overflow:auto;font-size:13px}"
+        "td{padding:.1em .8em .1em 0;vertical-align:top}"
+        "</style></head><body>",
+        f"<h1>auditkeep API <small>{html.escape(SPEC['info']['version'])}</small></h1>",
+        f"<p>{html.escape(SPEC['info']['description'])} Machine-readable: "
+        "<a href='/openapi.json'>/openapi.json</a>.</p>",
+    ]
+    for path, ops in SPEC["paths"].items():
+        for method, op in ops.items():
+            parts.append(
+                f"<div class='op'><span class='m {method}'>{method.upper()}</span>"
+                f"<code>{html.escape(path)}</code> — {html.escape(op.get('summary', ''))}"
+            )
+            if op.get("description"):
+                parts.append(f"<p>{html.escape(op['description'])}</p>")
+            params = op.get("parameters", [])
+            if params:
+                parts.append("<table>")
+                for p in params:
+                    parts.append(
+                        f"<tr><td><code>{html.escape(p['name'])}</code></td><td>{p['in']}</td>"
+                        f"<td>{html.escape(p.get('description', ''))}</td></tr>"
+                    )
+                parts.append("</table>")
+            codes = ", ".join(op.get("responses", {}))
+            parts.append(f"<p>Responses: {html.escape(codes)}</p></div>")
+    parts.append("<h2>Event schema</h2><pre>")
+    parts.append(html.escape(orjson.dumps(_EVENT_IN, option=orjson.OPT_INDENT_2).decode()))
+    parts.append("</pre></body></html>")
+    return "".join(parts)
+
+
+async def docs_page(request: Request) -> Response:
+    return HTMLResponse(render_docs_html())
+
+
+routes = [
+    Route("/openapi.json", openapi, methods=["GET"]),
+    Route("/docs", docs_page, methods=["GET"]),
+]

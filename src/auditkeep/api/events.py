@@ -1,0 +1,121 @@
+"""/v1/events: ingest (one event or a batch) and tenant-scoped queries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from auditkeep.api.http import JSONResponse, authenticate, core_of, read_json, route
+from auditkeep.auth import EVENTS_READ, EVENTS_WRITE
+from auditkeep.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, ValidationFailed
+
+
+@route("/v1/events")
+async def post_events(request: Request) -> Response:
+    """Ingest one event (201) or ``{"events": [...]}`` (200 with one result per event)."""
+    principal = authenticate(request)
+    principal.require_tenant_scope(EVENTS_WRITE)
+    core = core_of(request)
+    body = await read_json(request, core.config.max_body_bytes)
+    if isinstance(body, dict) and isinstance(body.get("events"), list):
+        if set(body) != {"events"}:
+            extra = ", ".join(sorted(set(body) - {"events"}))
+            raise BadRequest(f"a batch body holds only 'events'; unknown field(s): {extra}")
+        return await _ingest_batch(
+            request, body["events"], principal.tenant_id, principal.tenant_slug
+        )
+    if not isinstance(body, dict):
+        raise BadRequest(
+            'the body must be an event object or {"events": [event, ...]}, '
+            f"not a JSON {type(body).__name__}"
+        )
+    results, prepared = core.prepare([body], principal.tenant_slug)
+    if results[0] is not None:
+        error = results[0]["error"]
+        raise ValidationFailed(error["detail"], errors=error.get("errors"))
+    appended = await core.writer.append(principal.tenant_id, [prepared[0][1]])
+    (result,) = core.settle(results, prepared, appended)
+    if result["status"] == "rejected":
+        raise Conflict(result["error"]["detail"], id=result["id"])
+    status = 201 if result["status"] == "accepted" else 200
+    del result["index"]
+    return JSONResponse(result, status_code=status)
+
+
+async def _ingest_batch(
+    request: Request, events: list[Any], tenant_id: int, tenant_slug: str
+) -> Response:
+    core = core_of(request)
+    limit = core.config.max_batch_events
+    if len(events) > limit:
+        raise PayloadTooLarge(
+            f"the batch has {len(events)} events; the limit is {limit} per request"
+        )
+    if not events:
+        raise BadRequest("the batch is empty; send at least one event")
+    results, prepared = core.prepare(events, tenant_slug)
+    appended = await core.writer.append(tenant_id, [p for _, p in prepared]) if prepared else []
+    final = core.settle(results, prepared, appended)
+    counts = {"accepted": 0, "duplicates": 0, "rejected": 0}
+    for r in final:
+        counts["duplicates" if r["status"] == "duplicate" else r["status"]] += 1
+    return JSONResponse({"results": final, **counts})
+
+
+@route("/v1/events")
+async def list_events(request: Request) -> Response:
+    """Filtered, cursor-paginated events of the caller's tenant."""
+    principal = authenticate(request)
+    principal.require_tenant_scope(EVENTS_READ)
+    core = core_of(request)
+    page = await _in_thread(core.query_events, principal.tenant_id, request.query_params)
+    return JSONResponse(page)
+
+
+@route("/v1/feed")
+async def feed(request: Request) -> Response:
+    """Events after a seq, in log order: ``?after=N&limit=M`` -> ``{"data", "size"}``."""
+    principal = authenticate(request)
+    principal.require_tenant_scope(EVENTS_READ)
+    params = request.query_params
+    unknown = set(params) - {"after", "limit"}
+    if unknown:
+        raise BadRequest(
+            f"unknown query parameter(s) {', '.join(sorted(unknown))}; use after, limit"
+        )
+    try:
+        after = int(params.get("after", "0"))
+        limit = int(params.get("limit", "100"))
+    except ValueError:
+        raise BadRequest("after and limit must be whole numbers") from None
+    core = core_of(request)
+    return JSONResponse(await _in_thread(core.feed, principal.tenant_id, after, limit))
+
+
+@route("/v1/events/{event_id}")
+async def get_event(request: Request) -> Response:
+    """One event of the caller's tenant, by its id."""
+    principal = authenticate(request)
+    principal.require_tenant_scope(EVENTS_READ)
+    event_id = request.path_params["event_id"]
+    reader = core_of(request).store.events(principal.tenant_id)
+    found = await _in_thread(reader.get, event_id)
+    if found is None:
+        raise NotFound(f"no event with id {event_id[:128]!r} in tenant {principal.tenant_slug!r}")
+    return JSONResponse(found.to_json())
+
+
+async def _in_thread(fn: Any, *args: Any) -> Any:
+    return await run_in_threadpool(fn, *args)
+
+
+routes = [
+    Route("/v1/events", post_events, methods=["POST"]),
+    Route("/v1/events", list_events, methods=["GET"]),
+    Route("/v1/events/{event_id}", get_event, methods=["GET"]),
+    Route("/v1/feed", feed, methods=["GET"]),
+]

@@ -1,0 +1,43 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from auditkeep.api.http import JSONResponse, core_of, route
+from auditkeep.errors import ServiceUnavailable, StoreUnavailable
+
+
+@route("/healthz")
+async def healthz(request: Request) -> Response:
+    """The process is up and serving HTTP."""
+    return JSONResponse({"status": "ok"})
+
+
+@route("/readyz")
+async def readyz(request: Request) -> Response:
+    """The store answers and the writer is running: safe to send traffic."""
+    core = core_of(request)
+    try:
+        await run_in_threadpool(core.store.check_ready)
+    except StoreUnavailable as exc:
+        raise ServiceUnavailable(str(exc), retry_after=2.0) from None
+    return JSONResponse({"status": "ready", "writer_queue_events": core.writer.pending})
+
+
+@route("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition format."""
+    return Response(
+        core_of(request).metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )
+
+
+routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+]

@@ -1,0 +1,153 @@
+"""HTTP plumbing shared by every router: bodies, JSON, problems, auth, metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from auditkeep.auth import Principal
+from auditkeep.core import Core
+from auditkeep.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    ProblemError,
+    ServiceUnavailable,
+    StoreUnavailable,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+
+log = logging.getLogger("auditkeep.api")
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def problem_response(exc: ProblemError, request: Request) -> Response:
+    headers = {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(exc.retry_after + 0.499)))
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="auditkeep"'
+    return Response(
+        orjson.dumps(exc.to_problem(instance=request.url.path)),
+        status_code=exc.status,
+        media_type="application/problem+json",
+        headers=headers,
+    )
+
+
+def core_of(request: Request) -> Core:
+    core: Core = request.app.state.core
+    return core
+
+
+def authenticate(request: Request) -> Principal:
+    """Verify the bearer key and apply its rate limit."""
+    core = core_of(request)
+    try:
+        principal = core.auth.authenticate(request.headers.get("authorization"))
+    except Unauthorized:
+        core.metrics.auth_failures.inc()
+        raise
+    core.rate_limiter.check(principal.key)
+    return principal
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """Read and decode a JSON body with size, media type, encoding and UTF-8 checks."""
+    ctype = request.headers.get("content-type", "")
+    media = ctype.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"send the body as JSON with 'Content-Type: application/json' (got {ctype[:80]!r})"
+        )
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > max_bytes:
+        raise PayloadTooLarge(f"the body is {length} bytes; the limit is {max_bytes}")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"the body is larger than the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding == "gzip":
+        body = _gunzip(body, max_bytes)
+    elif encoding not in ("identity", ""):
+        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported; use gzip")
+    if not body:
+        raise BadRequest("the request body is empty; send a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        msg = str(exc)
+        if "UTF-8" in msg or "surrogate" in msg:
+            raise BadRequest(f"the body is not valid UTF-8 text: {msg}") from None
+        if "depth" in msg:
+            raise BadRequest(f"the JSON nests too deeply: {msg}") from None
+        raise BadRequest(f"the body is not valid JSON: {msg}") from None
+
+
+def _gunzip(body: bytes, max_bytes: int) -> bytes:
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = d.decompress(body, max_bytes + 1)
+    except zlib.error as exc:
+        raise BadRequest(f"the gzip body is corrupt: {exc}") from None
+    if len(out) > max_bytes or d.unconsumed_tail:
+        raise PayloadTooLarge(f"the decompressed body is larger than {max_bytes} bytes")
+    if not d.eof:
+        raise BadRequest("the gzip body is truncated")
+    return out
+
+
+def route(name: str) -> Callable[[Handler], Handler]:
+    """Wrap a handler: problem rendering, metrics by route template, no secret in logs."""
+
+    def wrap(fn: Handler) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            try:
+                response = await fn(request)
+            except ProblemError as exc:
+                response = problem_response(exc, request)
+            except StoreUnavailable as exc:
+                log.error("store unavailable on %s: %s", name, exc)
+                response = problem_response(
+                    ServiceUnavailable(f"the store is unavailable: {exc}", retry_after=2.0),
+                    request,
+                )
+            except Exception:
+                log.exception("unhandled error on %s %s", request.method, name)
+                response = problem_response(
+                    ProblemError("an unexpected error occurred; it has been logged"), request
+                )
+            metrics = core_of(request).metrics
+            metrics.http_latency.labels(name, request.method).observe(time.perf_counter() - started)
+            metrics.http_requests.labels(name, request.method, str(response.status_code)).inc()
+            return response
+
+        endpoint.__name__ = fn.__name__
+        endpoint.__doc__ = fn.__doc__
+        return endpoint
+
+    return wrap
+
+
+__all__ = ["JSONResponse", "authenticate", "core_of", "read_json", "route"]

@@ -1,0 +1,209 @@
+"""API keys: creation, hashed storage, constant-time verification, scopes, rate limits.
+
+A key looks like ``ak_<12 base32 chars>_<43 base64url chars>``: the part before the second
+underscore is the public *key id* shown in listings; the whole key has 256 random bits. Only
+SHA-256 of the whole key is stored (the key is high-entropy, so a slow hash adds nothing), and
+the comparison uses ``hmac.compare_digest``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from auditkeep.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
+from auditkeep.model import format_timestamp, now_micros
+from auditkeep.store.base import SYSTEM_TENANT_ID, ApiKey, Store
+
+EVENTS_WRITE = "events:write"
+EVENTS_READ = "events:read"
+ADMIN = "admin"
+OPERATOR = "operator"
+TENANT_SCOPES = frozenset({EVENTS_WRITE, EVENTS_READ, ADMIN})
+
+_KEY_RE = re.compile(r"(ak_[a-z2-7]{12})_[A-Za-z0-9_-]{43}")
+_SLUG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
+def hash_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode("ascii")).digest()
+
+
+def new_key() -> tuple[str, str]:
+    """Return ``(key_id, key)`` for a fresh key."""
+    key_id = "ak_" + base64.b32encode(secrets.token_bytes(10)).decode("ascii").lower()[:12]
+    return key_id, f"{key_id}_{secrets.token_urlsafe(32)}"
+
+
+def parse_scopes(text: str | list[str]) -> frozenset[str]:
+    items = text.replace(",", " ").split() if isinstance(text, str) else list(text)
+    scopes = frozenset(items)
+    unknown = scopes - TENANT_SCOPES
+    if unknown or not scopes:
+        raise BadRequest(
+            f"unknown scope(s) {', '.join(sorted(unknown)) or '(none given)'}; "
+            f"choose from {', '.join(sorted(TENANT_SCOPES))}"
+        )
+    return scopes
+
+
+def check_slug(slug: str) -> str:
+    if not isinstance(slug, str) or _SLUG_RE.fullmatch(slug) is None:
+        raise BadRequest(
+            f"{str(slug)[:70]!r} is not a valid tenant name: use 1-63 lower-case letters, "
+            "digits and '-', starting with a letter or digit"
+        )
+    return slug
+
+
+def make_key(
+    tenant_id: int,
+    tenant_slug: str,
+    scopes: frozenset[str],
+    *,
+    name: str = "",
+    expires_at: int | None = None,
+    rate_limit_rps: float | None = None,
+) -> tuple[ApiKey, str]:
+    """A new key record and the key itself (to show once)."""
+    key_id, key = new_key()
+    record = ApiKey(
+        tenant_id=tenant_id,
+        tenant_slug=tenant_slug,
+        key_id=key_id,
+        secret_hash=hash_key(key),
+        scopes=scopes,
+        name=name,
+        created_at=now_micros(),
+        expires_at=expires_at,
+        revoked_at=None,
+        rate_limit_rps=rate_limit_rps,
+    )
+    return record, key
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the verified key's tenant and scopes."""
+
+    key: ApiKey
+
+    @property
+    def tenant_id(self) -> int:
+        return self.key.tenant_id
+
+    @property
+    def tenant_slug(self) -> str:
+        return self.key.tenant_slug
+
+    @property
+    def is_operator(self) -> bool:
+        return self.key.tenant_id == SYSTEM_TENANT_ID and OPERATOR in self.key.scopes
+
+    def require(self, scope: str) -> None:
+        if scope not in self.key.scopes:
+            raise Forbidden(
+                f"key {self.key.key_id} has scopes [{', '.join(sorted(self.key.scopes))}]; "
+                f"this needs {scope}. Create a key with that scope."
+            )
+
+    def require_tenant_scope(self, scope: str) -> None:
+        """For event endpoints: a tenant key with ``scope`` (operator keys hold no events)."""
+        if self.key.tenant_id == SYSTEM_TENANT_ID:
+            raise Forbidden(
+                "operator keys manage tenants and keys but cannot read or write events; "
+                "use a tenant key (auditkeep keys create --tenant NAME ...)"
+            )
+        self.require(scope)
+
+    def may_manage(self, tenant_id: int) -> bool:
+        return self.is_operator or (self.key.tenant_id == tenant_id and ADMIN in self.key.scopes)
+
+
+class Authenticator:
+    """Verifies bearer keys against the store, with a short in-memory cache."""
+
+    def __init__(self, store: Store, cache_seconds: float = 5.0) -> None:
+        self._store = store
+        self._cache_seconds = cache_seconds
+        self._cache: dict[bytes, tuple[ApiKey, float]] = {}
+        self._lock = threading.Lock()
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise Unauthorized(
+                "send your API key as 'Authorization: Bearer <key>'",
+            )
+        scheme, _, key = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not key:
+            raise Unauthorized("the Authorization header must be 'Bearer <key>'")
+        key = key.strip()
+        m = _KEY_RE.fullmatch(key)
+        if m is None:
+            raise Unauthorized(
+                "the API key is malformed: keys look like ak_xxxxxxxxxxxx_ followed by "
+                "43 characters; check for truncation or extra characters"
+            )
+        digest = hash_key(key)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and now - cached[1] < self._cache_seconds:
+            record = cached[0]
+        else:
+            found = self._store.find_key(m.group(1))
+            if found is None or not hmac.compare_digest(found.secret_hash, digest):
+                raise Unauthorized("unknown API key: it does not exist or was deleted")
+            record = found
+            with self._lock:
+                self._cache[digest] = (record, now)
+        if record.revoked_at is not None:
+            raise Unauthorized(
+                f"API key {record.key_id} was revoked at {format_timestamp(record.revoked_at)}"
+            )
+        if record.expires_at is not None and record.expires_at <= now_micros():
+            raise Unauthorized(
+                f"API key {record.key_id} expired at {format_timestamp(record.expires_at)}"
+            )
+        return Principal(record)
+
+    def forget(self, key_id: str) -> None:
+        """Drop a key from the cache (after revocation)."""
+        with self._lock:
+            for digest, (record, _) in list(self._cache.items()):
+                if record.key_id == key_id:
+                    del self._cache[digest]
+
+
+class RateLimiter:
+    """Token bucket per key id; ``check`` raises TooManyRequests with a Retry-After."""
+
+    def __init__(self, default_rps: float, burst: float) -> None:
+        self._default_rps = default_rps
+        self._burst = burst
+        self._buckets: dict[str, list[float]] = {}
+
+    def check(self, key: ApiKey) -> None:
+        rps = key.rate_limit_rps if key.rate_limit_rps is not None else self._default_rps
+        if rps <= 0:
+            return
+        burst = max(1.0, self._burst if key.rate_limit_rps is None else rps)
+        now = time.monotonic()
+        bucket = self._buckets.get(key.key_id)
+        if bucket is None:
+            bucket = self._buckets[key.key_id] = [burst, now]
+        tokens = min(burst, bucket[0] + (now - bucket[1]) * rps)
+        bucket[1] = now
+        if tokens < 1.0:
+            bucket[0] = tokens
+            wait = (1.0 - tokens) / rps
+            raise TooManyRequests(
+                f"key {key.key_id} is limited to {rps:g} requests/s; retry after {wait:.2f}s",
+                retry_after=wait,
+            )
+        bucket[0] = tokens - 1.0

@@ -1,0 +1,184 @@
+"""The core of one auditkeep process: store, writer, keys and the operations on them.
+
+The HTTP API and the CLI both call into this; nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from auditkeep.auth import (
+    OPERATOR,
+    Authenticator,
+    Principal,
+    RateLimiter,
+    check_slug,
+    make_key,
+)
+from auditkeep.errors import BadRequest, Conflict, NotFound, ValidationFailed
+from auditkeep.ingest import GroupCommitWriter
+from auditkeep.model import EventValidationError, PreparedEvent, now_micros, prepare_event
+from auditkeep.monitor.metrics import Metrics
+from auditkeep.query import encode_cursor, parse_query
+from auditkeep.settings import Config
+from auditkeep.store.base import SYSTEM_TENANT_ID, SYSTEM_TENANT_SLUG, ApiKey, Position, Tenant
+from auditkeep.store.sqlite import SQLiteStore
+
+log = logging.getLogger("auditkeep.core")
+
+
+class Core:
+    """Components of one process, opened from a Config."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.store = SQLiteStore(config.data_dir, durability=config.durability)
+        self.store.migrate()
+        self.writer = GroupCommitWriter(
+            self.store,
+            max_batch=config.writer_max_batch,
+            queue_limit=config.writer_queue_limit,
+            metrics=self.metrics,
+        )
+        self.auth = Authenticator(self.store, cache_seconds=config.key_cache_seconds)
+        self.rate_limiter = RateLimiter(config.rate_limit_rps, config.rate_limit_burst)
+
+    def start(self) -> None:
+        self.writer.start()
+
+    def close(self) -> None:
+        self.writer.stop()
+        self.store.close()
+
+    # -- operator bootstrap -----------------------------------------------------------------
+
+    def ensure_operator_key(self) -> str | None:
+        """On a store with no operator key, create one and return it (shown once)."""
+        if any(k.revoked_at is None for k in self.store.list_keys(SYSTEM_TENANT_ID)):
+            return None
+        record, key = make_key(
+            SYSTEM_TENANT_ID, SYSTEM_TENANT_SLUG, frozenset({OPERATOR}), name="operator"
+        )
+        self.store.create_key(record)
+        log.info("created operator key %s", record.key_id)
+        return key
+
+    # -- tenants and keys -------------------------------------------------------------------
+
+    def create_tenant(self, slug: str, name: str | None = None) -> Tenant:
+        check_slug(slug)
+        return self.store.create_tenant(slug, name or slug)
+
+    def tenant(self, slug: str, principal: Principal | None = None) -> Tenant:
+        """Look a tenant up; with a principal, one it may manage (others look absent)."""
+        tenant = self.store.get_tenant(slug) if slug != SYSTEM_TENANT_SLUG else None
+        if tenant is None or (principal is not None and not principal.may_manage(tenant.tenant_id)):
+            raise NotFound(f"no tenant named {slug!r} (or your key may not manage it)")
+        return tenant
+
+    def create_key(
+        self,
+        tenant: Tenant,
+        scopes: frozenset[str],
+        *,
+        name: str = "",
+        expires_at: int | None = None,
+        rate_limit_rps: float | None = None,
+    ) -> tuple[ApiKey, str]:
+        if expires_at is not None and expires_at <= now_micros():
+            raise BadRequest("expires_at must be in the future")
+        if rate_limit_rps is not None and rate_limit_rps < 0:
+            raise BadRequest("rate_limit_rps must not be negative")
+        record, key = make_key(
+            tenant.tenant_id,
+            tenant.slug,
+            scopes,
+            name=name,
+            expires_at=expires_at,
+            rate_limit_rps=rate_limit_rps,
+        )
+        self.store.create_key(record)
+        return record, key
+
+    def revoke_key(self, tenant: Tenant, key_id: str) -> ApiKey:
+        record = self.store.revoke_key(tenant.tenant_id, key_id, now_micros())
+        if record is None:
+            raise NotFound(f"tenant {tenant.slug!r} has no key {key_id!r}")
+        self.auth.forget(key_id)
+        return record
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def query_events(self, tenant_id: int, params: Mapping[str, str]) -> dict[str, Any]:
+        """One page of GET /v1/events for a tenant: ``{"data": [...], "next_cursor": ...}``."""
+        page = parse_query(params)
+        rows = self.store.events(tenant_id).query(page)
+        cursor = None
+        if len(rows) == page.limit:
+            last = rows[-1]
+            cursor = encode_cursor(Position(last.occurred_at, last.seq), page.descending)
+        return {"data": [ev.to_json() for ev in rows], "next_cursor": cursor}
+
+    def feed(self, tenant_id: int, after: int, limit: int) -> dict[str, Any]:
+        """Events with seq > ``after`` in seq order, and the log's current size."""
+        if after < 0 or not 0 <= limit <= 1000:
+            raise BadRequest("after must be >= 0 and limit between 0 and 1000")
+        reader = self.store.events(tenant_id)
+        size = reader.size()
+        rows = reader.after_seq(after, limit) if limit else []
+        return {"data": [ev.to_json() for ev in rows], "size": size}
+
+    # -- ingest -----------------------------------------------------------------------------
+
+    def prepare(
+        self, raw_events: Sequence[Any], tenant_slug: str
+    ) -> tuple[list[dict[str, Any] | None], list[tuple[int, PreparedEvent]]]:
+        """Validate every event; return per-index rejections and the prepared ones."""
+        received = now_micros()
+        results: list[dict[str, Any] | None] = [None] * len(raw_events)
+        prepared: list[tuple[int, PreparedEvent]] = []
+        for i, raw in enumerate(raw_events):
+            try:
+                prepared.append((i, prepare_event(raw, tenant_slug, received)))
+            except EventValidationError as exc:
+                results[i] = {"index": i, **rejected(raw, exc)}
+        return results, prepared
+
+    def settle(
+        self,
+        results: list[dict[str, Any] | None],
+        prepared: list[tuple[int, PreparedEvent]],
+        appended: Sequence[Any],
+    ) -> list[dict[str, Any]]:
+        """Merge writer results into per-event results and count them."""
+        for (i, ev), res in zip(prepared, appended, strict=True):
+            if res.status == "conflict":
+                results[i] = {
+                    "index": i,
+                    "id": ev.id,
+                    "status": "rejected",
+                    "error": Conflict(
+                        f"event id {ev.id!r} is already stored (seq {res.seq}) with different "
+                        "content; ids are idempotency keys: a retry must resend the same event"
+                    ).to_problem(),
+                }
+            else:
+                results[i] = {"index": i, "id": ev.id, "status": res.status, "seq": res.seq}
+        final = [r for r in results if r is not None]
+        counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+        for r in final:
+            counts[r["status"]] += 1
+        for status, n in counts.items():
+            if n:
+                self.metrics.events_ingested.labels(status).inc(n)
+        return final
+
+
+def rejected(raw: Any, exc: EventValidationError) -> dict[str, Any]:
+    """The per-event result of an event that failed validation."""
+    event_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
+    problem = ValidationFailed(str(exc), errors=[e.as_dict() for e in exc.errors]).to_problem()
+    return {"id": event_id, "status": "rejected", "error": problem}

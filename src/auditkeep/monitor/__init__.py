@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics (and, later, alert rules and usage insights)."""

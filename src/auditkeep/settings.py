@@ -1,0 +1,148 @@
+"""Every server setting, declared once.
+
+Each setting has a name, a type, a default and help text here. CLI flags of ``auditkeep serve``,
+``AUDITKEEP_<NAME>`` environment variables and docs/configuration.md all derive from this table;
+a test checks that every setting is documented. Unknown settings are an error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from auditkeep.errors import ConfigError
+
+ENV_PREFIX = "AUDITKEEP_"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("data_dir", Path, Path("./auditkeep-data"), "Directory holding the SQLite store."),
+    Setting("host", str, "127.0.0.1", "Address the HTTP server binds to."),
+    Setting("port", int, 8080, "TCP port the HTTP server listens on (0 picks a free one)."),
+    Setting(
+        "durability",
+        str,
+        "full",
+        "full: every acknowledged batch is fsynced before the ack (survives power loss). "
+        "normal: acknowledged once in the OS page cache (survives a process crash, "
+        "may lose the last acknowledged batches on power loss; faster).",
+        choices=("full", "normal"),
+    ),
+    Setting("max_body_bytes", int, 5 * 1024 * 1024, "Largest accepted request body, in bytes."),
+    Setting("max_batch_events", int, 1000, "Most events accepted in one batch request."),
+    Setting(
+        "rate_limit_rps",
+        float,
+        10000.0,
+        "Default requests per second allowed per API key (token bucket; 0 disables). "
+        "A key's own limit, set when it is created, takes precedence.",
+    ),
+    Setting("rate_limit_burst", float, 20000.0, "Token bucket size for the default rate limit."),
+    Setting(
+        "writer_max_batch",
+        int,
+        5000,
+        "Most events the group-commit writer puts in one transaction.",
+    ),
+    Setting(
+        "writer_queue_limit",
+        int,
+        200000,
+        "Events waiting for the writer beyond which ingest answers 503 with Retry-After.",
+    ),
+    Setting("key_cache_seconds", float, 5.0, "How long a verified API key is cached in memory."),
+    Setting(
+        "log_level",
+        str,
+        "info",
+        "Minimum level of the JSON log.",
+        choices=("debug", "info", "warning", "error"),
+    ),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Resolved settings for one server process."""
+
+    data_dir: Path = Path("./auditkeep-data")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    durability: str = "full"
+    max_body_bytes: int = 5 * 1024 * 1024
+    max_batch_events: int = 1000
+    rate_limit_rps: float = 10000.0
+    rate_limit_burst: float = 20000.0
+    writer_max_batch: int = 5000
+    writer_queue_limit: int = 200000
+    key_cache_seconds: float = 5.0
+    log_level: str = "info"
+
+    @classmethod
+    def load(
+        cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+    ) -> Config:
+        """Defaults, then AUDITKEEP_* environment variables, then explicit overrides."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for key, raw in env.items():
+            if not key.startswith(ENV_PREFIX) or key in _NOT_SETTINGS:
+                continue
+            name = key[len(ENV_PREFIX) :].lower()
+            if name not in _BY_NAME:
+                raise ConfigError(
+                    f"unknown setting {key}; known settings: "
+                    + ", ".join(ENV_PREFIX + n.upper() for n in _BY_NAME)
+                )
+            values[name] = _coerce(_BY_NAME[name], raw, source=key)
+        for name, value in (overrides or {}).items():
+            if value is None:
+                continue
+            if name not in _BY_NAME:
+                raise ConfigError(f"unknown setting {name!r}")
+            values[name] = _coerce(_BY_NAME[name], value, source=name)
+        return cls(**values)
+
+
+# Environment variables the CLI reads that are not server settings.
+_NOT_SETTINGS = frozenset({"AUDITKEEP_URL", "AUDITKEEP_KEY"})
+
+
+def _coerce(setting: Setting, raw: Any, *, source: str) -> Any:
+    try:
+        value = setting.type(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{source}={raw!r}: expected {setting.type.__name__} ({setting.help})"
+        ) from None
+    if setting.choices and value not in setting.choices:
+        raise ConfigError(f"{source}={raw!r}: choose one of {', '.join(setting.choices)}")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+        raise ConfigError(f"{source}={raw!r}: must not be negative")
+    return value
+
+
+def _check_table_matches_config() -> None:
+    declared = {f.name: f.default for f in fields(Config)}
+    table = {s.name: s.default for s in SETTINGS}
+    if declared != table:
+        raise AssertionError(
+            f"SETTINGS and Config disagree: {set(declared.items()) ^ set(table.items())}"
+        )
+
+
+_check_table_matches_config()

@@ -1,0 +1,1 @@
+"""Storage: the Store contract and its implementations."""

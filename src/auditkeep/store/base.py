@@ -1,0 +1,185 @@
+"""The storage contract: what every store (SQLite, and later PostgreSQL) provides.
+
+Tenant scoping lives here, not in the HTTP handlers: event reads are only reachable through
+:meth:`Store.events`, which returns a :class:`TenantEvents` bound to one tenant id, and every
+statement it runs carries that id. A handler cannot forget the tenant because it has no way to
+ask for events without one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import orjson
+
+from auditkeep.model import PreparedEvent
+
+SYSTEM_TENANT_ID = 0  # owns operator keys; never holds events
+SYSTEM_TENANT_SLUG = "_system"
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    tenant_id: int
+    slug: str
+    name: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key's stored record. Only the SHA-256 of the key is kept, never the key."""
+
+    tenant_id: int
+    tenant_slug: str
+    key_id: str
+    secret_hash: bytes
+    scopes: frozenset[str]
+    name: str
+    created_at: int
+    expires_at: int | None
+    revoked_at: int | None
+    rate_limit_rps: float | None
+
+    def public(self) -> dict[str, Any]:
+        """What a key listing shows: never the hash."""
+        from auditkeep_client.schema import format_timestamp
+
+        return {
+            "key_id": self.key_id,
+            "tenant": self.tenant_slug,
+            "name": self.name,
+            "scopes": sorted(self.scopes),
+            "created_at": format_timestamp(self.created_at),
+            "expires_at": format_timestamp(self.expires_at) if self.expires_at else None,
+            "revoked_at": format_timestamp(self.revoked_at) if self.revoked_at else None,
+            "rate_limit_rps": self.rate_limit_rps,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One stored event: its position in the tenant's log, leaf hash and leaf data."""
+
+    seq: int
+    occurred_at: int
+    leaf_hash: bytes
+    leaf_data: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        event: dict[str, Any] = orjson.loads(self.leaf_data)
+        event["seq"] = self.seq
+        event["hash"] = self.leaf_hash.hex()
+        return event
+
+
+AppendStatus = Literal["accepted", "duplicate", "conflict"]
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What happened to one event handed to :meth:`Store.append`."""
+
+    status: AppendStatus
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Filters of the query API. Times are UTC microseconds; ``until`` is exclusive."""
+
+    actor_id: str | None = None
+    action: str | None = None
+    action_prefix: str | None = None
+    target_id: str | None = None
+    target_type: str | None = None
+    outcome: str | None = None
+    category: str | None = None
+    since: int | None = None
+    until: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A keyset cursor position: the sort key of the last row of the previous page."""
+
+    occurred_at: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    limit: int = 50
+    after: Position | None = None
+    descending: bool = True
+    filters: EventFilter = field(default_factory=EventFilter)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantAppend:
+    """A batch of prepared events for one tenant."""
+
+    tenant_id: int
+    events: Sequence[PreparedEvent]
+
+
+class TenantEvents(Protocol):
+    """Read access to one tenant's events. Every method is scoped to that tenant."""
+
+    tenant_id: int
+
+    def query(self, page: PageRequest) -> list[StoredEvent]:
+        """One page in (occurred_at, seq) order, newest first unless ``descending`` is False."""
+
+    def get(self, event_id: str) -> StoredEvent | None: ...
+
+    def after_seq(self, seq: int, limit: int) -> list[StoredEvent]:
+        """Events with seq > ``seq`` in ascending seq order (tail and feeds)."""
+
+    def size(self) -> int:
+        """Number of events in the tenant's log (its highest seq)."""
+
+    def scan(self, batch: int = 5000) -> Iterator[StoredEvent]:
+        """Every event in seq order, for verification and export."""
+
+
+class Store(Protocol):
+    """A durable store. ``append`` is called by one writer thread per process."""
+
+    def migrate(self) -> int:
+        """Apply pending schema migrations; return the schema version."""
+
+    def check_ready(self) -> None:
+        """Raise StoreUnavailable if the store cannot serve requests now."""
+
+    def close(self) -> None: ...
+
+    # tenants and keys
+    def create_tenant(self, slug: str, name: str) -> Tenant: ...
+
+    def get_tenant(self, slug: str) -> Tenant | None: ...
+
+    def list_tenants(self) -> list[Tenant]: ...
+
+    def create_key(self, key: ApiKey) -> None: ...
+
+    def find_key(self, key_id: str) -> ApiKey | None:
+        """Look a key up by its public id, for authentication (the only unscoped read)."""
+
+    def list_keys(self, tenant_id: int) -> list[ApiKey]: ...
+
+    def revoke_key(self, tenant_id: int, key_id: str, at: int) -> ApiKey | None: ...
+
+    # events
+    def append(self, batches: Sequence[TenantAppend]) -> list[list[AppendResult]]:
+        """Write every batch in ONE durable transaction; results per event, in order.
+
+        Each new event gets the tenant's next seq (gap-free). An event whose id is already
+        stored with the same content is a ``duplicate`` (nothing written); with different
+        content a ``conflict`` (nothing written). Either every accepted event is durable when
+        this returns, or it raises and nothing was written.
+        """
+
+    def events(self, tenant_id: int) -> TenantEvents: ...

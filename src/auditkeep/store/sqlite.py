@@ -1,0 +1,501 @@
+"""The embedded SQLite store: one file in the data directory, WAL mode.
+
+One connection writes (used by the group-commit writer thread, ``BEGIN IMMEDIATE``); reads use a
+connection per thread. Durability: ``synchronous=FULL`` makes every commit fsync the WAL, so an
+acknowledged batch survives power loss; ``normal`` syncs only at checkpoints (survives a process
+crash, may lose the most recent commits on power loss).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from auditkeep.errors import Conflict, StoreError, StoreUnavailable
+from auditkeep.model import client_content
+from auditkeep.store.base import (
+    SYSTEM_TENANT_ID,
+    SYSTEM_TENANT_SLUG,
+    ApiKey,
+    AppendResult,
+    PageRequest,
+    Position,
+    StoredEvent,
+    Tenant,
+    TenantAppend,
+)
+
+DB_FILE = "auditkeep.db"
+_MAX_VARS = 500  # ids per IN (...) lookup
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files("auditkeep.store") / "migrations" / "sqlite"
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text("utf-8")))
+    return sorted(found)
+
+
+class SQLiteStore:
+    """Store implementation over a single SQLite database file."""
+
+    def __init__(self, data_dir: Path, *, durability: str = "full") -> None:
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir / DB_FILE
+        self.durability = durability
+        self._local = threading.local()
+        self._write_conn: sqlite3.Connection | None = None
+        self._readers: list[sqlite3.Connection] = []
+        self._write_lock = threading.Lock()
+        self._closed = False
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot create data directory {self.data_dir}: {exc}") from exc
+
+    # -- connections -----------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={'FULL' if self.durability == 'full' else 'NORMAL'}")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA cache_size=-65536")
+            conn.execute("PRAGMA temp_store=MEMORY")
+            conn.execute("PRAGMA mmap_size=1073741824")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+            with self._write_lock:
+                self._readers.append(conn)
+        return conn
+
+    def _writer(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        if self._write_conn is None:
+            self._write_conn = self._connect()
+        return self._write_conn
+
+    def _write(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(conn, *args)`` in one BEGIN IMMEDIATE transaction on the write connection."""
+        with self._write_lock:
+            conn = self._writer()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn, *args)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite write failed: {exc}") from exc
+            return result
+
+    def migrate(self) -> int:
+        def apply(conn: sqlite3.Connection) -> int:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            version = max(done, default=0)
+            for number, sql in _migrations():
+                if number in done:
+                    continue
+                for statement in sql.split(";\n"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations VALUES (?, strftime('%s','now') * 1000000)",
+                    (number,),
+                )
+                version = number
+            conn.execute(
+                "INSERT OR IGNORE INTO tenants VALUES (?, ?, 'operator keys', 0)",
+                (SYSTEM_TENANT_ID, SYSTEM_TENANT_SLUG),
+            )
+            return version
+
+        version: int = self._write(apply)
+        return version
+
+    def schema_version(self) -> int:
+        try:
+            row = self._reader().execute("SELECT max(version) FROM schema_migrations").fetchone()
+        except sqlite3.OperationalError:
+            return 0
+        return int(row[0] or 0)
+
+    def check_ready(self) -> None:
+        try:
+            self._reader().execute("SELECT 1 FROM log_heads LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite store not usable: {exc}") from exc
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._write_lock:
+            for conn in [*self._readers, self._write_conn]:
+                if conn is not None:
+                    conn.close()
+            self._readers.clear()
+            self._write_conn = None
+
+    # -- tenants and keys ------------------------------------------------------------------
+
+    def create_tenant(self, slug: str, name: str) -> Tenant:
+        from auditkeep.model import now_micros
+
+        now = now_micros()
+
+        def insert(conn: sqlite3.Connection) -> Tenant:
+            try:
+                cur = conn.execute(
+                    "INSERT INTO tenants (slug, name, created_at) VALUES (?, ?, ?)",
+                    (slug, name, now),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"a tenant named {slug!r} already exists") from None
+            tenant_id = int(cur.lastrowid or 0)
+            conn.execute("INSERT INTO log_heads (tenant_id, size) VALUES (?, 0)", (tenant_id,))
+            return Tenant(tenant_id, slug, name, now)
+
+        tenant: Tenant = self._write(insert)
+        return tenant
+
+    def get_tenant(self, slug: str) -> Tenant | None:
+        row = (
+            self._reader()
+            .execute(
+                "SELECT tenant_id, slug, name, created_at FROM tenants WHERE slug = ?", (slug,)
+            )
+            .fetchone()
+        )
+        return Tenant(*row) if row else None
+
+    def list_tenants(self) -> list[Tenant]:
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT tenant_id, slug, name, created_at FROM tenants WHERE tenant_id != ? "
+                "ORDER BY slug",
+                (SYSTEM_TENANT_ID,),
+            )
+            .fetchall()
+        )
+        return [Tenant(*row) for row in rows]
+
+    def create_key(self, key: ApiKey) -> None:
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO api_keys (tenant_id, key_id, secret_hash, scopes, name, created_at,"
+                " expires_at, revoked_at, rate_limit_rps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key.tenant_id,
+                    key.key_id,
+                    key.secret_hash,
+                    " ".join(sorted(key.scopes)),
+                    key.name,
+                    key.created_at,
+                    key.expires_at,
+                    key.revoked_at,
+                    key.rate_limit_rps,
+                ),
+            )
+
+        self._write(insert)
+
+    _KEY_COLUMNS = (
+        "k.tenant_id, t.slug, k.key_id, k.secret_hash, k.scopes, k.name, k.created_at,"
+        " k.expires_at, k.revoked_at, k.rate_limit_rps"
+    )
+
+    @staticmethod
+    def _key(row: Sequence[Any]) -> ApiKey:
+        return ApiKey(
+            tenant_id=row[0],
+            tenant_slug=row[1],
+            key_id=row[2],
+            secret_hash=bytes(row[3]),
+            scopes=frozenset(row[4].split()),
+            name=row[5],
+            created_at=row[6],
+            expires_at=row[7],
+            revoked_at=row[8],
+            rate_limit_rps=row[9],
+        )
+
+    def find_key(self, key_id: str) -> ApiKey | None:
+        row = (
+            self._reader()
+            .execute(
+                f"SELECT {self._KEY_COLUMNS} FROM api_keys k JOIN tenants t USING (tenant_id) "
+                "WHERE k.key_id = ?",
+                (key_id,),
+            )
+            .fetchone()
+        )
+        return self._key(row) if row else None
+
+    def list_keys(self, tenant_id: int) -> list[ApiKey]:
+        rows = (
+            self._reader()
+            .execute(
+                f"SELECT {self._KEY_COLUMNS} FROM api_keys k JOIN tenants t USING (tenant_id) "
+                "WHERE k.tenant_id = ? ORDER BY k.created_at, k.key_id",
+                (tenant_id,),
+            )
+            .fetchall()
+        )
+        return [self._key(row) for row in rows]
+
+    def revoke_key(self, tenant_id: int, key_id: str, at: int) -> ApiKey | None:
+        def update(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) "
+                "WHERE tenant_id = ? AND key_id = ?",
+                (at, tenant_id, key_id),
+            )
+
+        self._write(update)
+        key = self.find_key(key_id)
+        return key if key is not None and key.tenant_id == tenant_id else None
+
+    # -- events ----------------------------------------------------------------------------
+
+    def append(self, batches: Sequence[TenantAppend]) -> list[list[AppendResult]]:
+        results: list[list[AppendResult]] = self._write(self._append_in_txn, batches)
+        return results
+
+    @staticmethod
+    def _append_in_txn(
+        conn: sqlite3.Connection, batches: Sequence[TenantAppend]
+    ) -> list[list[AppendResult]]:
+        out: list[list[AppendResult]] = []
+        # Per tenant: the head, and ids decided earlier in this same transaction.
+        heads: dict[int, int] = {}
+        decided: dict[int, dict[str, tuple[int, bytes]]] = {}
+        for batch in batches:
+            tid = batch.tenant_id
+            if tid not in heads:
+                row = conn.execute(
+                    "SELECT size FROM log_heads WHERE tenant_id = ?", (tid,)
+                ).fetchone()
+                if row is None:
+                    raise StoreError(f"tenant {tid} has no log head")
+                heads[tid] = int(row[0])
+                decided[tid] = {}
+            seen = decided[tid]
+            ids = [ev.id for ev in batch.events if ev.id not in seen]
+            for start in range(0, len(ids), _MAX_VARS):
+                chunk = ids[start : start + _MAX_VARS]
+                marks = ",".join("?" * len(chunk))
+                for event_id, seq, leaf_data in conn.execute(
+                    "SELECT id, seq, leaf_data FROM events"
+                    f" WHERE tenant_id = ? AND id IN ({marks})",
+                    (tid, *chunk),
+                ):
+                    seen[event_id] = (seq, client_content(leaf_data))
+            size = heads[tid]
+            rows = []
+            target_rows = []
+            results = []
+            for ev in batch.events:
+                prior = seen.get(ev.id)
+                if prior is not None:
+                    same = prior[1] == ev.content
+                    results.append(AppendResult("duplicate" if same else "conflict", prior[0]))
+                    continue
+                size += 1
+                seen[ev.id] = (size, ev.content)
+                rows.append(
+                    (
+                        tid,
+                        size,
+                        ev.id,
+                        ev.action,
+                        ev.category,
+                        ev.outcome,
+                        ev.actor_id,
+                        ev.occurred_at,
+                        ev.received_at,
+                        ev.leaf_hash,
+                        ev.leaf_data,
+                    )
+                )
+                for ttype, tid_ in set(ev.targets):
+                    target_rows.append((tid, size, ttype, tid_, ev.occurred_at))
+                results.append(AppendResult("accepted", size))
+            if rows:
+                conn.executemany(
+                    "INSERT INTO events (tenant_id, seq, id, action, category, outcome, actor_id,"
+                    " occurred_at, received_at, leaf_hash, leaf_data)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+            if target_rows:
+                conn.executemany(
+                    "INSERT INTO event_targets"
+                    " (tenant_id, seq, target_type, target_id, occurred_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    target_rows,
+                )
+            heads[tid] = size
+            out.append(results)
+        for tid, size in heads.items():
+            conn.execute("UPDATE log_heads SET size = ? WHERE tenant_id = ?", (size, tid))
+        return out
+
+    def events(self, tenant_id: int) -> SQLiteTenantEvents:
+        return SQLiteTenantEvents(self, tenant_id)
+
+
+_EVENT_COLUMNS = "e.seq, e.occurred_at, e.leaf_hash, e.leaf_data"
+
+
+def _stored(row: Sequence[Any]) -> StoredEvent:
+    return StoredEvent(row[0], row[1], bytes(row[2]), bytes(row[3]))
+
+
+class SQLiteTenantEvents:
+    """One tenant's events. Every statement here binds ``tenant_id``."""
+
+    def __init__(self, store: SQLiteStore, tenant_id: int) -> None:
+        self._store = store
+        self.tenant_id = tenant_id
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[StoredEvent]:
+        try:
+            return [_stored(r) for r in self._store._reader().execute(sql, params)]
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
+
+    def query(self, page: PageRequest) -> list[StoredEvent]:
+        f = page.filters
+        where = ["e.tenant_id = ?"]
+        params: list[Any] = [self.tenant_id]
+        for column, value in (
+            ("e.actor_id", f.actor_id),
+            ("e.action", f.action),
+            ("e.outcome", f.outcome),
+            ("e.category", f.category),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if f.action_prefix is not None:
+            # 'user.' <= action < 'user/' : every action starting with 'user.'
+            where.append("e.action >= ? AND e.action < ?")
+            params += [f.action_prefix, f.action_prefix[:-1] + chr(ord(f.action_prefix[-1]) + 1)]
+        if f.since is not None:
+            where.append("e.occurred_at >= ?")
+            params.append(f.since)
+        if f.until is not None:
+            where.append("e.occurred_at < ?")
+            params.append(f.until)
+        cmp, order = ("<", "DESC") if page.descending else (">", "ASC")
+        if f.target_id is None and f.target_type is None:
+            if page.after is not None:
+                where.append(f"(e.occurred_at, e.seq) {cmp} (?, ?)")
+                params += [page.after.occurred_at, page.after.seq]
+            sql = (
+                f"SELECT {_EVENT_COLUMNS} FROM events e WHERE {' AND '.join(where)} "
+                f"ORDER BY e.occurred_at {order}, e.seq {order} LIMIT ?"
+            )
+            return self._rows(sql, [*params, page.limit])
+        return self._query_by_target(page, where, params, cmp, order)
+
+    def _query_by_target(
+        self, page: PageRequest, where: list[str], params: list[Any], cmp: str, order: str
+    ) -> list[StoredEvent]:
+        """Drive the query from event_targets; one event may match through several targets,
+        and such repeats are adjacent in sort order, so they are dropped while paging."""
+        f = page.filters
+        twhere = ["t.tenant_id = ?", "e.tenant_id = t.tenant_id", "e.seq = t.seq"]
+        tparams: list[Any] = [self.tenant_id]
+        if f.target_id is not None:
+            twhere.append("t.target_id = ?")
+            tparams.append(f.target_id)
+        if f.target_type is not None:
+            twhere.append("t.target_type = ?")
+            tparams.append(f.target_type)
+        out: list[StoredEvent] = []
+        after = page.after
+        while len(out) < page.limit:
+            cursor_sql, cursor_params = "", []
+            if after is not None:
+                cursor_sql = f" AND (t.occurred_at, t.seq) {cmp} (?, ?)"
+                cursor_params = [after.occurred_at, after.seq]
+            want = page.limit - len(out)
+            sql = (
+                f"SELECT {_EVENT_COLUMNS} FROM event_targets t, events e "
+                f"WHERE {' AND '.join(twhere + where)}{cursor_sql} "
+                f"ORDER BY t.occurred_at {order}, t.seq {order} LIMIT ?"
+            )
+            rows = self._rows(sql, [*tparams, *params, *cursor_params, want * 2 + 1])
+            for ev in rows:
+                if (out and out[-1].seq == ev.seq) or (after is not None and after.seq == ev.seq):
+                    continue
+                out.append(ev)
+                if len(out) == page.limit:
+                    break
+            if len(rows) < want * 2 + 1:
+                break
+            last = rows[-1]
+            after = Position(last.occurred_at, last.seq)
+        return out
+
+    def get(self, event_id: str) -> StoredEvent | None:
+        rows = self._rows(
+            f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.tenant_id = ? AND e.id = ?",
+            (self.tenant_id, event_id),
+        )
+        return rows[0] if rows else None
+
+    def after_seq(self, seq: int, limit: int) -> list[StoredEvent]:
+        return self._rows(
+            f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.tenant_id = ? AND e.seq > ? "
+            "ORDER BY e.seq LIMIT ?",
+            (self.tenant_id, seq, limit),
+        )
+
+    def size(self) -> int:
+        row = (
+            self._store._reader()
+            .execute("SELECT size FROM log_heads WHERE tenant_id = ?", (self.tenant_id,))
+            .fetchone()
+        )
+        return int(row[0]) if row else 0
+
+    def scan(self, batch: int = 5000) -> Iterator[StoredEvent]:
+        last = 0
+        while True:
+            rows = self.after_seq(last, batch)
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1].seq
