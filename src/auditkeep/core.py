@@ -50,8 +50,10 @@ class Core:
         self.writer.start()
 
     def close(self) -> None:
+        """Finish queued writes, then close the store. Safe to call twice."""
         self.writer.stop()
         self.store.close()
+        log.info("writer drained and store closed")
 
     # -- operator bootstrap -----------------------------------------------------------------
 

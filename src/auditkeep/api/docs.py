@@ -265,6 +265,41 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/v1/feed": {
+            "get": {
+                "summary": "Events after a seq, in log order (for tail and SIEM polling)",
+                "parameters": [
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "description": "Return events with seq > after (default 0)",
+                        "schema": {"type": "integer", "minimum": 0},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "description": "0-1000 (default 100); 0 returns only the log size",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 1000},
+                    },
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "data": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/Event"},
+                                },
+                                "size": {"type": "integer", "description": "Log size (head seq)"},
+                            },
+                        },
+                        "Events in seq order",
+                    ),
+                    **_problem_responses(400, 401, 403),
+                },
+            }
+        },
         "/v1/tenants": {
             "post": {
                 "summary": "Create a tenant (operator key)",

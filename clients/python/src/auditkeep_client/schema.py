@@ -249,11 +249,9 @@ def _jcs(value: Any, out: list[str]) -> None:
     elif isinstance(value, str):
         out.append(_jcs_string(value))
     elif isinstance(value, int):
-        if not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
-            raise ValueError(
-                f"integer {value} is outside the exactly representable range ±(2^53-1)"
-            )
-        out.append(str(value))
+        # RFC 8785 numbers are IEEE doubles: beyond ±(2^53-1) an integer takes its double's form.
+        safe = -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT
+        out.append(str(value) if safe else _jcs_number(float(value)))
     elif isinstance(value, float):
         out.append(_jcs_number(value))
     elif isinstance(value, dict):
@@ -315,7 +313,8 @@ def canonical_json(value: Any) -> bytes:
     """Encode a JSON value as RFC 8785 canonical JSON (UTF-8 bytes).
 
     Keys sorted by UTF-16 code units, no insignificant whitespace, minimal string escaping,
-    numbers in ECMAScript form. Integers must lie within ±(2^53-1).
+    numbers in ECMAScript form (integers beyond ±(2^53-1) take the form of their double;
+    event validation rejects them so that no number loses precision).
     """
     if _orjson is not None and _orjson_safe(value):
         return _orjson.dumps(value, option=_orjson.OPT_SORT_KEYS)
@@ -446,6 +445,8 @@ def _check_json_value(c: _Checker, value: Any, path: str, depth: int, limits: Li
     elif isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             c.add(path, "NaN and Infinity are not allowed")
+        elif not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+            c.add(path, "number is outside ±(2^53-1); send large numbers as strings")
     else:
         c.add(path, f"{type(value).__name__} is not a JSON value")
 
