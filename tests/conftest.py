@@ -31,7 +31,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cli(*args: str, data_dir: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, data_dir: Path | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run the auditkeep CLI as a user would."""
     extra = ["--data-dir", str(data_dir)] if data_dir is not None else []
     return subprocess.run(
@@ -43,7 +45,15 @@ def create_tenant_key(data_dir: Path, tenant: str, scopes: str, *extra: str) -> 
     if cli("tenants", "list", "--json", data_dir=data_dir).stdout.find(f'"{tenant}"') < 0:
         cli("tenants", "create", tenant, data_dir=data_dir)
     out = cli(
-        "keys", "create", "--tenant", tenant, "--scopes", scopes, "--json", *extra, data_dir=data_dir
+        "keys",
+        "create",
+        "--tenant",
+        tenant,
+        "--scopes",
+        scopes,
+        "--json",
+        *extra,
+        data_dir=data_dir,
     )
     key: str = json.loads(out.stdout)["key"]
     return key

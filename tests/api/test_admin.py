@@ -11,11 +11,17 @@ pytestmark = pytest.mark.anyio
 
 async def test_operator_creates_a_tenant_and_a_key_that_works(app: App) -> None:
     op = app.auth("operator")
-    r = await app.client.post("/v1/tenants", json={"slug": "initech", "name": "Initech"}, headers=op)
-    assert r.status_code == 201 and r.json()["slug"] == "initech"
-    assert "initech" in [t["slug"] for t in (await app.client.get("/v1/tenants", headers=op)).json()["data"]]
     r = await app.client.post(
-        "/v1/tenants/initech/keys", json={"scopes": ["events:write", "events:read"], "name": "ci"}, headers=op
+        "/v1/tenants", json={"slug": "initech", "name": "Initech"}, headers=op
+    )
+    assert r.status_code == 201 and r.json()["slug"] == "initech"
+    assert "initech" in [
+        t["slug"] for t in (await app.client.get("/v1/tenants", headers=op)).json()["data"]
+    ]
+    r = await app.client.post(
+        "/v1/tenants/initech/keys",
+        json={"scopes": ["events:write", "events:read"], "name": "ci"},
+        headers=op,
     )
     assert r.status_code == 201
     created = r.json()
@@ -30,7 +36,10 @@ async def test_key_listing_never_shows_keys_or_hashes(app: App) -> None:
     text = r.text
     for key in app.keys.values():
         assert key not in text
-    assert all(set(k) >= {"key_id", "scopes", "created_at"} and "secret_hash" not in k for k in r.json()["data"])
+    assert all(
+        set(k) >= {"key_id", "scopes", "created_at"} and "secret_hash" not in k
+        for k in r.json()["data"]
+    )
 
 
 async def test_keys_are_stored_hashed(app: App) -> None:
@@ -45,7 +54,9 @@ async def test_keys_are_stored_hashed(app: App) -> None:
 
 async def test_tenant_admin_manages_own_keys(app: App) -> None:
     admin = app.auth("acme_admin")
-    r = await app.client.post("/v1/tenants/acme/keys", json={"scopes": ["events:read"]}, headers=admin)
+    r = await app.client.post(
+        "/v1/tenants/acme/keys", json={"scopes": ["events:read"]}, headers=admin
+    )
     assert r.status_code == 201
     key_id = r.json()["key_id"]
     r = await app.client.delete(f"/v1/tenants/acme/keys/{key_id}", headers=admin)
@@ -54,7 +65,9 @@ async def test_tenant_admin_manages_own_keys(app: App) -> None:
 
 async def test_duplicate_tenant_is_409_and_bad_slug_is_400(app: App) -> None:
     op = app.auth("operator")
-    assert (await app.client.post("/v1/tenants", json={"slug": "acme"}, headers=op)).status_code == 409
+    assert (
+        await app.client.post("/v1/tenants", json={"slug": "acme"}, headers=op)
+    ).status_code == 409
     r = await app.client.post("/v1/tenants", json={"slug": "Bad Name!"}, headers=op)
     assert r.status_code == 400 and "lower-case" in r.json()["detail"]
     r = await app.client.post("/v1/tenants", json={"slug": "ok", "color": 1}, headers=op)

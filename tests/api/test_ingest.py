@@ -102,7 +102,11 @@ async def test_gzip_body_is_accepted(app: App) -> None:
     r = await app.client.post(
         "/v1/events",
         content=raw,
-        headers={**app.auth("acme"), "content-type": "application/json", "content-encoding": "gzip"},
+        headers={
+            **app.auth("acme"),
+            "content-type": "application/json",
+            "content-encoding": "gzip",
+        },
     )
     assert r.status_code == 200 and r.json()["accepted"] == 2
 

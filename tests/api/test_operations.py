@@ -30,7 +30,10 @@ async def test_metrics_count_ingest_latency_queue_and_batches(app: App) -> None:
     text = (await app.client.get("/metrics")).text
     assert 'auditkeep_events_ingested_total{result="accepted"} 10.0' in text
     assert 'auditkeep_events_ingested_total{result="rejected"} 1.0' in text
-    assert 'auditkeep_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/events"}' in text
+    assert (
+        'auditkeep_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/events"}'
+        in text
+    )
     assert "auditkeep_writer_queue_events 0.0" in text
     assert "auditkeep_writer_batch_events_count 1.0" in text
     assert "auditkeep_writer_commit_seconds_bucket" in text

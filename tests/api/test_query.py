@@ -72,7 +72,9 @@ async def test_ascending_order(loaded: App) -> None:
         ({"target_type": "team"}, lambda e: any(t["type"] == "team" for t in e["targets"])),
         (
             {"target_id": "team_1", "target_type": "team", "actor_id": "user_0"},
-            lambda e: e["actor"]["id"] == "user_0" and any(t["id"] == "team_1" for t in e["targets"]),
+            lambda e: (
+                e["actor"]["id"] == "user_0" and any(t["id"] == "team_1" for t in e["targets"])
+            ),
         ),
         (
             {"since": "2026-11-10T00:00:00Z", "until": "2026-11-20T00:00:00Z"},
@@ -80,9 +82,11 @@ async def test_ascending_order(loaded: App) -> None:
         ),
         (
             {"actor_id": "user_2", "action": "user.*", "outcome": "success"},
-            lambda e: e["actor"]["id"] == "user_2"
-            and e["action"].startswith("user.")
-            and e["outcome"] == "success",
+            lambda e: (
+                e["actor"]["id"] == "user_2"
+                and e["action"].startswith("user.")
+                and e["outcome"] == "success"
+            ),
         ),
     ],
 )

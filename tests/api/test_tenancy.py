@@ -11,7 +11,9 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 async def two_tenants(app: App) -> App:
-    await app.post("acme", {"events": [event(i, metadata={"secret": "acme-only"}) for i in range(5)]})
+    await app.post(
+        "acme", {"events": [event(i, metadata={"secret": "acme-only"}) for i in range(5)]}
+    )
     await app.post("globex", {"events": [event(100 + i) for i in range(3)]})
     return app
 
@@ -78,8 +80,12 @@ async def test_a_key_id_of_another_tenant_cannot_be_revoked(two_tenants: App) ->
 
 async def test_tenant_keys_cannot_list_or_create_tenants(two_tenants: App) -> None:
     for name in ("acme", "acme_admin"):
-        assert (await two_tenants.client.get("/v1/tenants", headers=two_tenants.auth(name))).status_code == 403
-        r = await two_tenants.client.post("/v1/tenants", json={"slug": "evil"}, headers=two_tenants.auth(name))
+        assert (
+            await two_tenants.client.get("/v1/tenants", headers=two_tenants.auth(name))
+        ).status_code == 403
+        r = await two_tenants.client.post(
+            "/v1/tenants", json={"slug": "evil"}, headers=two_tenants.auth(name)
+        )
         assert r.status_code == 403
 
 

@@ -36,12 +36,16 @@ safe_scalars = (
 )
 json_values = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5)
+    ),
     max_leaves=30,
 )
 json_no_floats = st.recursive(
     st.none() | st.booleans() | st.integers(-SAFE, SAFE) | st.text(),
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5)
+    ),
     max_leaves=30,
 )
 
@@ -106,13 +110,14 @@ def test_rfc8785_key_order_is_by_utf16_code_units() -> None:
 
 
 def test_rfc8785_string_escapes() -> None:
-    assert canonical_json("\u0000\b\t\n\f\r\"\\\u001f\u007f\u2028é") == (
+    assert canonical_json('\u0000\b\t\n\f\r"\\\u001f\u007f\u2028é') == (
         '"\\u0000\\b\\t\\n\\f\\r\\"\\\\\\u001f\u007f\u2028é"'.encode()
     )
 
 
 timestamps = st.datetimes(
-    min_value=__import__("datetime").datetime(1970, 1, 2), max_value=__import__("datetime").datetime(9998, 1, 1)
+    min_value=__import__("datetime").datetime(1970, 1, 2),
+    max_value=__import__("datetime").datetime(9998, 1, 1),
 )
 
 
@@ -143,7 +148,9 @@ events = st.fixed_dictionaries(
         "metadata": st.dictionaries(st.text(min_size=1, max_size=10), safe_scalars, max_size=5),
         "outcome": st.sampled_from(["success", "failure"]),
         "targets": st.lists(
-            st.fixed_dictionaries({"id": st.text(min_size=1, max_size=10), "type": st.sampled_from(["doc", "user"])}),
+            st.fixed_dictionaries(
+                {"id": st.text(min_size=1, max_size=10), "type": st.sampled_from(["doc", "user"])}
+            ),
             max_size=3,
         ),
     },

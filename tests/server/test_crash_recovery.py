@@ -69,10 +69,16 @@ def test_sigkill_under_load_loses_no_acknowledged_event(tmp_path: Path) -> None:
                 try:
                     if worker % 2:
                         r = client.post("/v1/events", json={"events": batch})
-                        ok = {x["id"]: x["seq"] for x in r.json()["results"]} if r.status_code == 200 else {}
+                        ok = (
+                            {x["id"]: x["seq"] for x in r.json()["results"]}
+                            if r.status_code == 200
+                            else {}
+                        )
                     else:
                         r = client.post("/v1/events", json=batch[0])
-                        ok = {r.json()["id"]: r.json()["seq"]} if r.status_code in (200, 201) else {}
+                        ok = (
+                            {r.json()["id"]: r.json()["seq"]} if r.status_code in (200, 201) else {}
+                        )
                         n -= len(batch) - 1
                 except (httpx.HTTPError, ValueError):
                     ok = {}
@@ -120,5 +126,14 @@ def test_graceful_shutdown_drains_and_exits_zero(tmp_path: Path) -> None:
     # uvicorn re-raises SIGTERM after a clean shutdown, as service managers expect
     assert server.proc.returncode in (0, -15)
     assert "store closed" in server.log()
-    out = cli("events", "search", "--tenant", "acme", "--limit", "1000", "--json", data_dir=server.data_dir)
+    out = cli(
+        "events",
+        "search",
+        "--tenant",
+        "acme",
+        "--limit",
+        "1000",
+        "--json",
+        data_dir=server.data_dir,
+    )
     assert len(out.stdout.splitlines()) == 50
