@@ -17,9 +17,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 extras=""
 [ "${1:-}" = "--dev" ] && extras="[dev]"
-.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-.venv/bin/python -m pip install -q -e ./clients/python -e ".${extras}" 2>&1 | grep -v '^WARNING: Location' || true
-.venv/bin/python -c 'import auditkeep.cli, auditkeep_client.schema' || {
-    echo "installation failed" >&2
-    exit 1
-}
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ./clients/python -e ".${extras}"
+.venv/bin/python -c "import auditkeep.cli, auditkeep_client.schema"
