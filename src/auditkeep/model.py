@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
 from auditkeep_client.schema import (
     EventValidationError,
     FieldError,
     canonical_json,
+    check_event,
     format_timestamp,
-    normalize_event,
     now_micros,
     parse_timestamp,
 )
@@ -63,11 +64,11 @@ class PreparedEvent:
 
 def prepare_event(raw: Any, tenant: str, received_at: int) -> PreparedEvent:
     """Validate and encode one client event. Raises EventValidationError."""
-    event, occurred = normalize_event(raw)
-    content = canonical_json(event)
+    event, occurred, exact = check_event(raw)
+    content = canonical_json(event, orjson_exact=exact)
     event["tenant"] = tenant
     event["received_at"] = format_timestamp(received_at)
-    data = canonical_json(event)
+    data = canonical_json(event, orjson_exact=exact and tenant.isascii())
     return PreparedEvent(
         id=event["id"],
         action=event["action"],

@@ -41,6 +41,7 @@ __all__ = [
     "FieldError",
     "Limits",
     "canonical_json",
+    "check_event",
     "format_timestamp",
     "new_event_id",
     "normalize_event",
@@ -158,8 +159,12 @@ def parse_timestamp(value: str) -> int:
 
 def format_timestamp(micros: int) -> str:
     """Format UTC microseconds as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (the normal form)."""
-    dt = _EPOCH + timedelta(microseconds=micros)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    secs, us = divmod(micros, 1_000_000)
+    t = time.gmtime(secs)
+    return (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+        f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{us:06d}Z"
+    )
 
 
 def now_micros() -> int:
@@ -309,14 +314,18 @@ def _orjson_safe(value: Any) -> bool:
     return True
 
 
-def canonical_json(value: Any) -> bytes:
+def canonical_json(value: Any, *, orjson_exact: bool | None = None) -> bytes:
     """Encode a JSON value as RFC 8785 canonical JSON (UTF-8 bytes).
 
     Keys sorted by UTF-16 code units, no insignificant whitespace, minimal string escaping,
     numbers in ECMAScript form (integers beyond ±(2^53-1) take the form of their double;
     event validation rejects them so that no number loses precision).
+
+    ``orjson_exact`` skips the walk that decides whether orjson's output is exact, when the
+    caller already knows (normalize_event works it out while validating).
     """
-    if _orjson is not None and _orjson_safe(value):
+    exact = _orjson_safe(value) if orjson_exact is None else orjson_exact
+    if _orjson is not None and exact:
         return _orjson.dumps(value, option=_orjson.OPT_SORT_KEYS)
     return canonical_json_pure(value)
 
@@ -328,10 +337,13 @@ def canonical_json(value: Any) -> bytes:
 class _Checker:
     """Collects FieldErrors while an event is walked once."""
 
-    __slots__ = ("errors",)
+    __slots__ = ("errors", "orjson_exact")
 
     def __init__(self) -> None:
         self.errors: list[FieldError] = []
+        # False once a value is seen whose orjson encoding differs from RFC 8785 (a float, or a
+        # key above U+FFFF); fixed-shape fields hold only strings, so metadata decides this.
+        self.orjson_exact = True
 
     def add(self, path: str, message: str) -> None:
         self.errors.append(FieldError(path, message))
@@ -427,9 +439,12 @@ def _check_json_value(c: _Checker, value: Any, path: str, depth: int, limits: Li
             if len(key) > limits.max_metadata_key_chars:
                 c.add(f"{path}.{key[:32]}…", f"key is longer than {limits.max_metadata_key_chars}")
                 continue
-            if not _valid_unicode(key):
-                c.add(path, "a key contains a lone surrogate; strings must be valid Unicode")
-                continue
+            if not key.isascii():
+                if not _valid_unicode(key):
+                    c.add(path, "a key contains a lone surrogate; strings must be valid Unicode")
+                    continue
+                if any(ord(ch) > 0xFFFF for ch in key):
+                    c.orjson_exact = False
             _check_json_value(c, item, f"{path}.{key}", depth + 1, limits)
     elif isinstance(value, list):
         for i, item in enumerate(value):
@@ -447,6 +462,7 @@ def _check_json_value(c: _Checker, value: Any, path: str, depth: int, limits: Li
             c.add(path, "NaN and Infinity are not allowed")
         elif not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
             c.add(path, "number is outside ±(2^53-1); send large numbers as strings")
+        c.orjson_exact = False
     else:
         c.add(path, f"{type(value).__name__} is not a JSON value")
 
@@ -491,10 +507,25 @@ def normalize_event(
 ) -> tuple[dict[str, Any], int]:
     """Validate a JSON-decoded event and return ``(normal_form, occurred_at_micros)``.
 
+    See :func:`check_event`, which also says whether orjson encodes the event exactly.
+    """
+    event, occurred, _ = check_event(raw, limits=limits, make_id=make_id)
+    return event, occurred
+
+
+def check_event(
+    raw: Any,
+    *,
+    limits: Limits = LIMITS,
+    make_id: Callable[[], str] = new_event_id,
+) -> tuple[dict[str, Any], int, bool]:
+    """Validate a JSON-decoded event: ``(normal_form, occurred_at_micros, orjson_exact)``.
+
     The normal form has every field present (defaults filled in: ``category`` "audit",
     ``outcome`` "success", empty ``targets``/``context``/``metadata``), ``occurred_at`` in UTC
-    with microseconds, and an ``id`` (made by ``make_id``
-    when the client gave none). Raises EventValidationError listing every problem.
+    with microseconds, and an ``id`` (made by ``make_id`` when the client gave none).
+    ``orjson_exact`` is the verdict to pass to :func:`canonical_json`. Raises
+    EventValidationError listing every problem.
     """
     c = _Checker()
     if not isinstance(raw, dict):
@@ -560,12 +591,12 @@ def normalize_event(
                 targets.append(target)
 
     outcome = raw.get("outcome", "success")
-    if outcome not in OUTCOMES:
+    if not isinstance(outcome, str) or outcome not in OUTCOMES:
         c.add("outcome", f"must be 'success' or 'failure', not {str(outcome)[:32]!r}")
     reason = c.string(raw, "reason", "reason", limits.max_reason_chars, required=False)
 
     category = raw.get("category", "audit")
-    if category not in CATEGORIES:
+    if not isinstance(category, str) or category not in CATEGORIES:
         c.add(
             "category",
             f"must be one of {', '.join(sorted(CATEGORIES))}, not {str(category)[:32]!r}",
@@ -606,7 +637,7 @@ def normalize_event(
     if reason is not None:
         event["reason"] = reason
     if metadata:
-        size = len(canonical_json(metadata))
+        size = len(canonical_json(metadata, orjson_exact=c.orjson_exact))
         if size > limits.max_metadata_bytes:
             raise EventValidationError(
                 [
@@ -616,4 +647,4 @@ def normalize_event(
                     )
                 ]
             )
-    return event, occurred
+    return event, occurred, c.orjson_exact
