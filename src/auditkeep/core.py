@@ -17,14 +17,15 @@ from auditkeep.auth import (
     check_slug,
     make_key,
 )
-from auditkeep.errors import BadRequest, Conflict, NotFound, ValidationFailed
+from auditkeep.errors import BadRequest, ConfigError, Conflict, NotFound, ValidationFailed
 from auditkeep.ingest import GroupCommitWriter
 from auditkeep.model import EventValidationError, PreparedEvent, now_micros, prepare_event
 from auditkeep.monitor.metrics import Metrics
 from auditkeep.query import encode_cursor, parse_query
-from auditkeep.settings import Config
+from auditkeep.settings import DEFAULT_LOG_ORIGIN, Config
 from auditkeep.store.base import SYSTEM_TENANT_ID, SYSTEM_TENANT_SLUG, ApiKey, Position, Tenant
 from auditkeep.store.sqlite import SQLiteStore
+from auditkeep.tlog import Checkpointer, KeyRing, TransparencyLog, check_key_name
 
 log = logging.getLogger("auditkeep.core")
 
@@ -34,6 +35,7 @@ class Core:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        check_key_name(config.log_origin)
         self.metrics = Metrics()
         self.store = SQLiteStore(config.data_dir, durability=config.durability)
         self.store.migrate()
@@ -45,13 +47,44 @@ class Core:
         )
         self.auth = Authenticator(self.store, cache_seconds=config.key_cache_seconds)
         self.rate_limiter = RateLimiter(config.rate_limit_rps, config.rate_limit_burst)
+        self.keys = KeyRing(self.store, config.data_dir, config.log_origin)
+        self.tlog = TransparencyLog(self.store, self.keys)
+        self._check_log_name()
+        self.checkpointer = Checkpointer(self.tlog, config.checkpoint_interval)
+        self._started = False
 
     def start(self) -> None:
+        """Start the writer and the checkpoint signer (making the first signing key if none)."""
+        self.keys.ensure_key()
         self.writer.start()
+        self.checkpointer.start()
+        self._started = True
+
+    def _check_log_name(self) -> None:
+        """Once a signing key exists its name is the log's identity; an explicit, different
+        log_origin is a mistake (the default just defers to the data directory)."""
+        configured = self.config.log_origin
+        name = self.keys.key_name
+        if name != configured and configured != DEFAULT_LOG_ORIGIN:
+            self.store.close()
+            raise ConfigError(
+                f"this data directory's logs are named {name!r} (the name of its checkpoint "
+                f"signing key), but log_origin is {configured!r}. A log cannot be renamed: "
+                "witnesses and verifiers would see a different log. Remove the log_origin "
+                "setting, or set it to the existing name."
+            )
 
     def close(self) -> None:
-        """Finish queued writes, then close the store. Safe to call twice."""
+        """Finish queued writes, sign a last checkpoint, then close the store. Safe to call
+        twice."""
+        self.checkpointer.stop()
         self.writer.stop()
+        if self._started and self.config.checkpoint_interval > 0:
+            self._started = False
+            try:
+                self.tlog.sign_all()
+            except Exception:
+                log.exception("signing the final checkpoints failed")
         self.store.close()
         log.info("writer drained and store closed")
 

@@ -16,6 +16,7 @@ from typing import Any
 from auditkeep.errors import ConfigError
 
 ENV_PREFIX = "AUDITKEEP_"
+DEFAULT_LOG_ORIGIN = "auditkeep.local"
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,22 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("key_cache_seconds", float, 5.0, "How long a verified API key is cached in memory."),
     Setting(
+        "log_origin",
+        str,
+        DEFAULT_LOG_ORIGIN,
+        "Name of this server's verifiable logs: tenant T's checkpoints carry the origin "
+        "<log_origin>/T and are signed with a key named <log_origin>. Use a name you control, "
+        "e.g. audit.example.com. It is fixed when the first signing key is made (first start); "
+        "later it must be left unset or equal.",
+    ),
+    Setting(
+        "checkpoint_interval",
+        float,
+        60.0,
+        "Seconds between signed checkpoints of each tenant's log (one is signed only when the "
+        "log grew, and at shutdown). 0 disables the background signer.",
+    ),
+    Setting(
         "log_level",
         str,
         "info",
@@ -90,6 +107,8 @@ class Config:
     writer_max_batch: int = 5000
     writer_queue_limit: int = 200000
     key_cache_seconds: float = 5.0
+    log_origin: str = DEFAULT_LOG_ORIGIN
+    checkpoint_interval: float = 60.0
     log_level: str = "info"
 
     @classmethod

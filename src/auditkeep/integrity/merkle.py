@@ -393,6 +393,55 @@ class CompactRange:
         self._size += 1
         return created
 
+    def extend(self, leaf_hashes: Sequence[bytes]) -> list[Node]:
+        """Append many leaf hashes; return every perfect subtree this completes.
+
+        The same tree and the same set of nodes as calling :meth:`append` for each leaf, but
+        hashed level by level (one list comprehension per level) and returned grouped by
+        level, lowest first, then by index; the nodes that join the new leaves to the old
+        frontier come last. Nothing is read from storage.
+        """
+        for i, h in enumerate(leaf_hashes):
+            if len(h) != HASH_SIZE:
+                raise ValueError(f"leaf hash {i} is {len(h)} bytes, expected {HASH_SIZE}")
+        if self._size + len(leaf_hashes) > _MAX_SIZE:
+            raise ValueError("tree is full (2**64-1 leaves)")
+        start = self._size
+        end = start + len(leaf_hashes)
+        created: list[Node] = []
+        levels: list[tuple[int, list[bytes]]] = []  # per level: (first index, hashes)
+        first, current = start, list(leaf_hashes)
+        while current:
+            levels.append((first, current))
+            created += [(len(levels) - 1, i, h) for i, h in enumerate(current, first)]
+            skip = first & 1  # the first node's left sibling lies before the new leaves
+            stop = len(current) - ((first + len(current)) & 1)  # the last one's right: after
+            pairs = current[skip:stop]
+            current = [
+                _sha256(_NODE_PREFIX + a + b).digest()
+                for a, b in zip(pairs[0::2], pairs[1::2], strict=True)
+            ]
+            first = (first + skip) >> 1
+        # Join the aligned subtrees covering [start, end), left to right, to the frontier.
+        hashes = self._hashes
+        lo = start
+        while lo < end:
+            level = (end - lo).bit_length() - 1
+            if lo:
+                level = min(level, (lo & -lo).bit_length() - 1)
+            level_first, level_hashes = levels[level]
+            h = level_hashes[(lo >> level) - level_first]
+            lo += 1 << level
+            index = (lo >> level) - 1
+            while index & 1:
+                h = _sha256(_NODE_PREFIX + hashes.pop() + h).digest()
+                level += 1
+                index >>= 1
+                created.append((level, index, h))
+            hashes.append(h)
+        self._size = end
+        return created
+
     def root(self) -> bytes:
         """Merkle Tree Hash of the tree."""
         if not self._hashes:

@@ -125,6 +125,38 @@ class TenantAppend:
     events: Sequence[PreparedEvent]
 
 
+@dataclass(frozen=True, slots=True)
+class LogHead:
+    """The head of a tenant's log: its size, Merkle root and frontier (the writer's state)."""
+
+    size: int
+    root: bytes
+    frontier: bytes  # CompactRange.to_bytes() of the tree of ``size`` leaves
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    """A signed checkpoint as kept in the store."""
+
+    size: int
+    root: bytes
+    created_at: int
+    key_ids: tuple[str, ...]
+    note: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKeyRecord:
+    """A checkpoint signing key's public record (the private half is a file, never stored)."""
+
+    key_id: str
+    name: str
+    vkey: str
+    state: Literal["active", "retiring", "retired"]
+    created_at: int
+    retired_at: int | None
+
+
 class TenantEvents(Protocol):
     """Read access to one tenant's events. Every method is scoped to that tenant."""
 
@@ -143,6 +175,28 @@ class TenantEvents(Protocol):
 
     def scan(self, batch: int = 5000) -> Iterator[StoredEvent]:
         """Every event in seq order, for verification and export."""
+
+
+class TenantLog(Protocol):
+    """Read access to one tenant's Merkle tree and checkpoints. Every method is scoped to it.
+
+    It is a :class:`~auditkeep.integrity.merkle.NodeReader`: ``get_nodes`` reads stored
+    perfect-subtree hashes in one query.
+    """
+
+    tenant_id: int
+
+    def head(self) -> LogHead: ...
+
+    def get_nodes(self, ids: Sequence[tuple[int, int]]) -> list[bytes]:
+        """Hashes of the nodes ``(level, index)``, in order; KeyError if one is not stored."""
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None: ...
+
+    def checkpoint(self, size: int) -> StoredCheckpoint | None: ...
+
+    def checkpoints(self, after_size: int = -1, limit: int = 100) -> list[StoredCheckpoint]:
+        """Checkpoints with size > ``after_size``, smallest first."""
 
 
 class Store(Protocol):
@@ -183,3 +237,29 @@ class Store(Protocol):
         """
 
     def events(self, tenant_id: int) -> TenantEvents: ...
+
+    # the verifiable log
+    def log(self, tenant_id: int) -> TenantLog: ...
+
+    def add_checkpoint(
+        self, tenant_id: int, sign: CheckpointSigner, *, force: bool = False
+    ) -> tuple[StoredCheckpoint, bool]:
+        """Sign the tenant's current head in one transaction unless the latest checkpoint
+        already covers it (same size, same signing keys) and ``force`` is false.
+
+        Returns the latest checkpoint and whether it was made now.
+        """
+
+    def signing_keys(self) -> list[SigningKeyRecord]: ...
+
+
+class CheckpointSigner(Protocol):
+    """Makes the signed note for a head: ``(size, root) -> (note, key ids)``.
+
+    ``key_ids`` lists the signing keys' ids; when the latest checkpoint has the same size and
+    the same key ids, nothing new is signed.
+    """
+
+    def key_ids(self) -> tuple[str, ...]: ...
+
+    def __call__(self, size: int, root: bytes) -> bytes: ...

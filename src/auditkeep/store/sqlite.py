@@ -8,6 +8,7 @@ crash, may lose the most recent commits on power loss).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -16,14 +17,19 @@ from pathlib import Path
 from typing import Any
 
 from auditkeep.errors import Conflict, StoreError, StoreUnavailable
+from auditkeep.integrity.merkle import EMPTY_ROOT, CompactRange
 from auditkeep.model import client_content
 from auditkeep.store.base import (
     SYSTEM_TENANT_ID,
     SYSTEM_TENANT_SLUG,
     ApiKey,
     AppendResult,
+    CheckpointSigner,
+    LogHead,
     PageRequest,
     Position,
+    SigningKeyRecord,
+    StoredCheckpoint,
     StoredEvent,
     Tenant,
     TenantAppend,
@@ -31,6 +37,8 @@ from auditkeep.store.base import (
 
 DB_FILE = "auditkeep.db"
 _MAX_VARS = 500  # ids per IN (...) lookup
+_EMPTY_FRONTIER = CompactRange().to_bytes()
+_INSERT_NODES = "INSERT INTO merkle_nodes (tenant_id, level, idx, hash) VALUES (?, ?, ?, ?)"
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -132,6 +140,7 @@ class SQLiteStore:
                     (number,),
                 )
                 version = number
+            _build_missing_trees(conn)
             conn.execute(
                 "INSERT OR IGNORE INTO tenants VALUES (?, ?, 'operator keys', 0)",
                 (SYSTEM_TENANT_ID, SYSTEM_TENANT_SLUG),
@@ -147,6 +156,16 @@ class SQLiteStore:
         except sqlite3.OperationalError:
             return 0
         return int(row[0] or 0)
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads of this thread inside the block see one consistent state of the store."""
+        conn = self._reader()
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
 
     def check_ready(self) -> None:
         try:
@@ -181,7 +200,10 @@ class SQLiteStore:
             except sqlite3.IntegrityError:
                 raise Conflict(f"a tenant named {slug!r} already exists") from None
             tenant_id = int(cur.lastrowid or 0)
-            conn.execute("INSERT INTO log_heads (tenant_id, size) VALUES (?, 0)", (tenant_id,))
+            conn.execute(
+                "INSERT INTO log_heads (tenant_id, size, frontier, root) VALUES (?, 0, ?, ?)",
+                (tenant_id, _EMPTY_FRONTIER, EMPTY_ROOT),
+            )
             return Tenant(tenant_id, slug, name, now)
 
         tenant: Tenant = self._write(insert)
@@ -296,18 +318,16 @@ class SQLiteStore:
         conn: sqlite3.Connection, batches: Sequence[TenantAppend]
     ) -> list[list[AppendResult]]:
         out: list[list[AppendResult]] = []
-        # Per tenant: the head, and ids decided earlier in this same transaction.
-        heads: dict[int, int] = {}
+        # Per tenant: the Merkle frontier (its size is the head), and ids decided earlier in
+        # this same transaction. The frontier is read from log_heads in every transaction
+        # (8 + 32 * popcount(size) bytes): no cache can drift from what another process wrote.
+        trees: dict[int, CompactRange] = {}
         decided: dict[int, dict[str, tuple[int, bytes]]] = {}
         for batch in batches:
             tid = batch.tenant_id
-            if tid not in heads:
-                row = conn.execute(
-                    "SELECT size FROM log_heads WHERE tenant_id = ?", (tid,)
-                ).fetchone()
-                if row is None:
-                    raise StoreError(f"tenant {tid} has no log head")
-                heads[tid] = int(row[0])
+            tree = trees.get(tid)
+            if tree is None:
+                tree = trees[tid] = _load_frontier(conn, tid)
                 decided[tid] = {}
             seen = decided[tid]
             ids = [ev.id for ev in batch.events if ev.id not in seen]
@@ -320,9 +340,10 @@ class SQLiteStore:
                     (tid, *chunk),
                 ):
                     seen[event_id] = (seq, client_content(leaf_data))
-            size = heads[tid]
+            size = tree.size
             rows = []
             target_rows = []
+            leaves = []
             results = []
             for ev in batch.events:
                 prior = seen.get(ev.id)
@@ -349,6 +370,7 @@ class SQLiteStore:
                 )
                 for ttype, tid_ in set(ev.targets):
                     target_rows.append((tid, size, ttype, tid_, ev.occurred_at))
+                leaves.append(ev.leaf_hash)
                 results.append(AppendResult("accepted", size))
             if rows:
                 conn.executemany(
@@ -357,6 +379,9 @@ class SQLiteStore:
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
+                conn.executemany(
+                    _INSERT_NODES, [(tid, level, idx, h) for level, idx, h in tree.extend(leaves)]
+                )
             if target_rows:
                 conn.executemany(
                     "INSERT INTO event_targets"
@@ -364,14 +389,108 @@ class SQLiteStore:
                     " VALUES (?, ?, ?, ?, ?)",
                     target_rows,
                 )
-            heads[tid] = size
             out.append(results)
-        for tid, size in heads.items():
-            conn.execute("UPDATE log_heads SET size = ? WHERE tenant_id = ?", (size, tid))
+        for tid, tree in trees.items():
+            conn.execute(
+                "UPDATE log_heads SET size = ?, frontier = ?, root = ? WHERE tenant_id = ?",
+                (tree.size, tree.to_bytes(), tree.root(), tid),
+            )
         return out
 
     def events(self, tenant_id: int) -> SQLiteTenantEvents:
         return SQLiteTenantEvents(self, tenant_id)
+
+    # -- the verifiable log ----------------------------------------------------------------
+
+    def log(self, tenant_id: int) -> SQLiteTenantLog:
+        return SQLiteTenantLog(self, tenant_id)
+
+    def add_checkpoint(
+        self, tenant_id: int, sign: CheckpointSigner, *, force: bool = False
+    ) -> tuple[StoredCheckpoint, bool]:
+        from auditkeep.model import now_micros
+
+        def txn(conn: sqlite3.Connection) -> tuple[StoredCheckpoint, bool]:
+            row = conn.execute(
+                "SELECT size, root FROM log_heads WHERE tenant_id = ?", (tenant_id,)
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"tenant {tenant_id} has no log head")
+            size, root = int(row[0]), bytes(row[1])
+            key_ids = sign.key_ids()
+            latest = _checkpoint_rows(
+                conn,
+                "WHERE tenant_id = ? ORDER BY size DESC LIMIT 1",
+                (tenant_id,),
+            )
+            if latest and not force:
+                last = latest[0]
+                if last.size > size:
+                    raise StoreError(
+                        f"tenant {tenant_id}: the latest checkpoint has size {last.size} but "
+                        f"the log head has size {size}; the store was rolled back "
+                        "(run `auditkeep verify`)"
+                    )
+                if last.size == size and last.key_ids == key_ids:
+                    return last, False
+            note = sign(size, root)
+            made = StoredCheckpoint(size, root, now_micros(), key_ids, note)
+            conn.execute(
+                "INSERT INTO checkpoints (tenant_id, size, root, created_at, key_ids, note)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, size) DO UPDATE SET"
+                " root = excluded.root, created_at = excluded.created_at,"
+                " key_ids = excluded.key_ids, note = excluded.note",
+                (tenant_id, size, root, made.created_at, " ".join(key_ids), note),
+            )
+            return made, True
+
+        result: tuple[StoredCheckpoint, bool] = self._write(txn)
+        return result
+
+    def signing_keys(self) -> list[SigningKeyRecord]:
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT key_id, name, vkey, state, created_at, retired_at FROM signing_keys"
+                " ORDER BY CASE state WHEN 'active' THEN 0 WHEN 'retiring' THEN 1 ELSE 2 END,"
+                " created_at DESC, key_id"
+            )
+            .fetchall()
+        )
+        return [SigningKeyRecord(*row) for row in rows]
+
+    def add_signing_key(self, record: SigningKeyRecord, *, rotate: bool) -> bool:
+        """Store a new active key. Without ``rotate`` only if there is no active key yet
+        (returns False otherwise); with it the active key becomes ``retiring`` (it co-signs)."""
+
+        def txn(conn: sqlite3.Connection) -> bool:
+            active = conn.execute("SELECT 1 FROM signing_keys WHERE state = 'active'").fetchone()
+            if active is not None and not rotate:
+                return False
+            conn.execute("UPDATE signing_keys SET state = 'retiring' WHERE state = 'active'")
+            conn.execute(
+                "INSERT INTO signing_keys (key_id, name, vkey, state, created_at, retired_at)"
+                " VALUES (?, ?, ?, 'active', ?, NULL)",
+                (record.key_id, record.name, record.vkey, record.created_at),
+            )
+            return True
+
+        added: bool = self._write(txn)
+        return added
+
+    def retire_signing_keys(self, at: int) -> list[SigningKeyRecord]:
+        """Mark every ``retiring`` key ``retired`` (it stops co-signing); return those keys."""
+        before = [k for k in self.signing_keys() if k.state == "retiring"]
+
+        def txn(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE signing_keys SET state = 'retired', retired_at = ?"
+                " WHERE state = 'retiring'",
+                (at,),
+            )
+
+        self._write(txn)
+        return before
 
 
 _EVENT_COLUMNS = "e.seq, e.occurred_at, e.leaf_hash, e.leaf_data"
@@ -491,6 +610,18 @@ class SQLiteTenantEvents:
         )
         return int(row[0]) if row else 0
 
+    def stats(self) -> tuple[int, int]:
+        """``(number of stored events, highest stored seq)`` (for verification)."""
+        row = (
+            self._store._reader()
+            .execute(
+                "SELECT count(*), coalesce(max(seq), 0) FROM events WHERE tenant_id = ?",
+                (self.tenant_id,),
+            )
+            .fetchone()
+        )
+        return int(row[0]), int(row[1])
+
     def scan(self, batch: int = 5000) -> Iterator[StoredEvent]:
         last = 0
         while True:
@@ -499,3 +630,181 @@ class SQLiteTenantEvents:
                 return
             yield from rows
             last = rows[-1].seq
+
+
+def _load_frontier(conn: sqlite3.Connection, tenant_id: int) -> CompactRange:
+    """The tenant's Merkle frontier from log_heads, checked against the head's size."""
+    row = conn.execute(
+        "SELECT size, frontier FROM log_heads WHERE tenant_id = ?", (tenant_id,)
+    ).fetchone()
+    if row is None:
+        raise StoreError(f"tenant {tenant_id} has no log head")
+    if row[1] is None:
+        raise StoreError(f"tenant {tenant_id}'s Merkle tree is not built; run `auditkeep migrate`")
+    try:
+        tree = CompactRange.from_bytes(bytes(row[1]))
+    except ValueError as exc:
+        raise StoreError(
+            f"tenant {tenant_id}: the stored Merkle frontier is corrupt: {exc}"
+        ) from None
+    if tree.size != row[0]:
+        raise StoreError(
+            f"tenant {tenant_id}: the log head has size {row[0]} but its Merkle frontier has "
+            f"size {tree.size}; the store is inconsistent (run `auditkeep verify`)"
+        )
+    return tree
+
+
+def _build_missing_trees(conn: sqlite3.Connection) -> None:
+    """Build the Merkle tree of every log that has none (stores from before schema 2).
+
+    A one-time migration step: the stored leaf hashes are appended in seq order and every
+    perfect subtree is inserted, exactly as the writer would have done.
+    """
+    pending = conn.execute(
+        "SELECT tenant_id, size FROM log_heads WHERE frontier IS NULL ORDER BY tenant_id"
+    ).fetchall()
+    for tenant_id, size in pending:
+        tree = CompactRange()
+        while True:
+            rows = conn.execute(
+                "SELECT seq, leaf_hash FROM events WHERE tenant_id = ? AND seq > ?"
+                " ORDER BY seq LIMIT 20000",
+                (tenant_id, tree.size),
+            ).fetchall()
+            if not rows:
+                break
+            nodes = []
+            for seq, leaf in rows:
+                if seq != tree.size + 1:
+                    raise StoreError(
+                        f"cannot build tenant {tenant_id}'s Merkle tree: seq {tree.size + 1} is "
+                        f"missing (the next stored event is seq {seq}); run `auditkeep verify`"
+                    )
+                for level, idx, node in tree.append(bytes(leaf)):
+                    nodes.append((tenant_id, level, idx, node))
+            conn.executemany(_INSERT_NODES, nodes)
+        if tree.size != size:
+            raise StoreError(
+                f"cannot build tenant {tenant_id}'s Merkle tree: the log head says {size} events "
+                f"but {tree.size} are stored; run `auditkeep verify`"
+            )
+        conn.execute(
+            "UPDATE log_heads SET frontier = ?, root = ? WHERE tenant_id = ?",
+            (tree.to_bytes(), tree.root(), tenant_id),
+        )
+
+
+def _checkpoint_rows(
+    conn: sqlite3.Connection, where: str, params: Sequence[Any]
+) -> list[StoredCheckpoint]:
+    rows = conn.execute(
+        f"SELECT size, root, created_at, key_ids, note FROM checkpoints {where}", params
+    ).fetchall()
+    return [
+        StoredCheckpoint(int(r[0]), bytes(r[1]), int(r[2]), tuple(r[3].split()), bytes(r[4]))
+        for r in rows
+    ]
+
+
+class SQLiteTenantLog:
+    """One tenant's Merkle tree and checkpoints. Every statement here binds ``tenant_id``."""
+
+    def __init__(self, store: SQLiteStore, tenant_id: int) -> None:
+        self._store = store
+        self.tenant_id = tenant_id
+
+    def _conn(self) -> sqlite3.Connection:
+        return self._store._reader()
+
+    def head(self) -> LogHead:
+        try:
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT size, root, frontier FROM log_heads WHERE tenant_id = ?",
+                    (self.tenant_id,),
+                )
+                .fetchone()
+            )
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
+        if row is None:
+            raise StoreError(f"tenant {self.tenant_id} has no log head")
+        if row[2] is None:
+            raise StoreError(
+                f"tenant {self.tenant_id}'s Merkle tree is not built; run `auditkeep migrate`"
+            )
+        return LogHead(int(row[0]), bytes(row[1]), bytes(row[2]))
+
+    def get_nodes(self, ids: Sequence[tuple[int, int]]) -> list[bytes]:
+        """NodeReader: every requested node in one query (a primary-key lookup per node).
+
+        The ids are joined as a VALUES table; the planner then searches the primary key with
+        all three columns. (``(level, idx) IN (VALUES ...)`` would scan the tenant's nodes.)
+        """
+        if not ids:
+            return []
+        found: dict[tuple[int, int], bytes] = {}
+        for start in range(0, len(ids), _MAX_VARS):
+            chunk = ids[start : start + _MAX_VARS]
+            values = ",".join("(?, ?)" for _ in chunk)
+            params: list[int] = []
+            for level, idx in chunk:
+                params += (level, idx)
+            params.append(self.tenant_id)
+            try:
+                rows = self._conn().execute(
+                    f"SELECT n.level, n.idx, n.hash FROM (VALUES {values}) v"
+                    " JOIN merkle_nodes n ON n.tenant_id = ? AND n.level = v.column1"
+                    " AND n.idx = v.column2",
+                    params,
+                )
+                for level, idx, h in rows:
+                    found[(level, idx)] = bytes(h)
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
+        try:
+            return [found[(level, idx)] for level, idx in ids]
+        except KeyError as e:
+            level, idx = e.args[0]
+            raise KeyError(f"node (level={level}, index={idx}) is not stored") from None
+
+    def nodes_in_range(self, level: int, lo: int, hi: int) -> dict[int, bytes]:
+        """Stored nodes ``(level, idx)`` with ``lo <= idx < hi``, by idx (for verification)."""
+        rows = self._conn().execute(
+            "SELECT idx, hash FROM merkle_nodes WHERE tenant_id = ? AND level = ?"
+            " AND idx >= ? AND idx < ?",
+            (self.tenant_id, level, lo, hi),
+        )
+        return {int(idx): bytes(h) for idx, h in rows}
+
+    def node_count(self) -> int:
+        row = (
+            self._conn()
+            .execute("SELECT count(*) FROM merkle_nodes WHERE tenant_id = ?", (self.tenant_id,))
+            .fetchone()
+        )
+        return int(row[0])
+
+    def _checkpoints(self, where: str, params: Sequence[Any]) -> list[StoredCheckpoint]:
+        try:
+            return _checkpoint_rows(self._conn(), where, params)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        rows = self._checkpoints(
+            "WHERE tenant_id = ? ORDER BY size DESC LIMIT 1", (self.tenant_id,)
+        )
+        return rows[0] if rows else None
+
+    def checkpoint(self, size: int) -> StoredCheckpoint | None:
+        rows = self._checkpoints("WHERE tenant_id = ? AND size = ?", (self.tenant_id, size))
+        return rows[0] if rows else None
+
+    def checkpoints(self, after_size: int = -1, limit: int = 100) -> list[StoredCheckpoint]:
+        return self._checkpoints(
+            "WHERE tenant_id = ? AND size > ? ORDER BY size LIMIT ?",
+            (self.tenant_id, after_size, limit),
+        )
