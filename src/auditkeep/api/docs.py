@@ -10,13 +10,13 @@ import html
 from typing import Any
 
 import orjson
-from auditkeep_client.schema import CATEGORIES, LIMITS
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from auditkeep import __version__
 from auditkeep.api.http import JSONResponse
+from auditkeep_client.schema import CATEGORIES, LIMITS
 
 _PROBLEM = {"$ref": "#/components/schemas/Problem"}
 
@@ -141,6 +141,186 @@ _QUERY_PARAMS = [
 ]
 
 
+def _query(name: str, description: str, kind: str = "integer", **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "description": description,
+        "schema": {"type": kind, **({"minimum": 0} if kind == "integer" else {}), **extra},
+    }
+
+
+_HEX_HASH = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+_HASHES = {"type": "array", "items": _HEX_HASH}
+
+_CHECKPOINT: dict[str, Any] = {
+    "type": "object",
+    "description": "A signed checkpoint. 'note' is the C2SP signed note a verifier checks; "
+    "the other fields are parsed from it for convenience (docs/verification.md).",
+    "properties": {
+        "origin": {"type": "string", "examples": ["auditkeep.local/acme"]},
+        "size": {"type": "integer", "description": "Tree size: the log's events 1..size"},
+        "root": {**_HEX_HASH, "description": "Merkle root (hex)"},
+        "timestamp": {"type": ["string", "null"], "format": "date-time"},
+        "key_ids": {"type": "array", "items": {"type": "string"}},
+        "created_at": {"type": "string", "format": "date-time"},
+        "note": {"type": "string", "description": "The signed note, byte for byte"},
+    },
+}
+
+_NOTE_OR_JSON = {
+    "description": "The signed note (text/plain), or JSON with ?format=json or "
+    "Accept: application/json",
+    "content": {
+        "text/plain": {"schema": {"type": "string"}},
+        "application/json": {"schema": {"$ref": "#/components/schemas/Checkpoint"}},
+    },
+}
+
+_FORMAT_PARAM = _query("format", "note (default) or json", kind="string", enum=["note", "json"])
+
+_LOG_PATHS: dict[str, Any] = {
+    "/v1/log/checkpoint": {
+        "get": {
+            "summary": "The latest signed checkpoint of the caller's tenant's log",
+            "description": "C2SP tlog-checkpoint in a C2SP signed note, signed with Ed25519 "
+            "(GET /v1/log/key). Needs events:read.",
+            "parameters": [_FORMAT_PARAM],
+            "responses": {"200": _NOTE_OR_JSON, **_problem_responses(400, 401, 403, 404)},
+        }
+    },
+    "/v1/log/checkpoints": {
+        "get": {
+            "summary": "Checkpoint history, smallest tree size first",
+            "parameters": [
+                _query("after_size", "Only checkpoints with a larger tree size"),
+                _query("limit", "1-1000 (default 100)", maximum=1000),
+            ],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "data": {
+                                "type": "array",
+                                "items": {"$ref": "#/components/schemas/Checkpoint"},
+                            },
+                            "next_after_size": {"type": ["integer", "null"]},
+                        },
+                    },
+                    "Checkpoints",
+                ),
+                **_problem_responses(400, 401, 403),
+            },
+        },
+        "post": {
+            "summary": "Sign a checkpoint of the caller's tenant's log now",
+            "description": "Needs events:write or admin. 201 when a checkpoint was signed, "
+            "200 when the latest one already covers the log (it is returned).",
+            "responses": {
+                "201": _json({"$ref": "#/components/schemas/Checkpoint"}, "Signed now"),
+                "200": _json({"$ref": "#/components/schemas/Checkpoint"}, "Already covered"),
+                **_problem_responses(401, 403, 503),
+            },
+        },
+    },
+    "/v1/log/proof/inclusion": {
+        "get": {
+            "summary": "RFC 9162 inclusion proof of an event",
+            "description": "Give id or seq. Verify with the root of a signed checkpoint of "
+            "tree_size, never with the 'root' field alone.",
+            "parameters": [
+                _query("id", "The event's id", kind="string"),
+                _query("seq", "Or the event's seq (leaf index + 1)"),
+                _query("tree_size", "Tree size (default: the latest checkpoint's)"),
+            ],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": ["string", "null"]},
+                            "seq": {"type": "integer"},
+                            "leaf_index": {"type": "integer", "description": "seq - 1"},
+                            "tree_size": {"type": "integer"},
+                            "leaf_hash": _HEX_HASH,
+                            "hashes": _HASHES,
+                            "root": _HEX_HASH,
+                            "checkpoint": {
+                                "type": ["string", "null"],
+                                "description": "The signed note of tree_size, if one exists",
+                            },
+                        },
+                    },
+                    "The proof, leaf side first",
+                ),
+                **_problem_responses(400, 401, 403, 404, 409),
+            },
+        }
+    },
+    "/v1/log/proof/consistency": {
+        "get": {
+            "summary": "RFC 9162 consistency proof between two tree sizes",
+            "parameters": [
+                _query("first", "The older tree size (required)"),
+                _query("second", "The newer tree size (default: the latest checkpoint's)"),
+            ],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "first": {"type": "integer"},
+                            "second": {"type": "integer"},
+                            "hashes": _HASHES,
+                        },
+                    },
+                    "The proof",
+                ),
+                **_problem_responses(400, 401, 403, 404),
+            },
+        }
+    },
+    "/v1/log/frontier": {
+        "get": {
+            "summary": "Perfect-subtree roots of a tree size (the compact range [0, size))",
+            "description": "Used to export a range of events that can be checked against a "
+            "checkpoint without the events before it.",
+            "parameters": [_query("tree_size", "Tree size (default: the latest checkpoint's)")],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {"tree_size": {"type": "integer"}, "hashes": _HASHES},
+                    },
+                    "Largest subtree first",
+                ),
+                **_problem_responses(400, 401, 403, 404),
+            },
+        }
+    },
+    "/v1/log/key": {
+        "get": {
+            "summary": "The checkpoint verifier key(s) (public)",
+            "description": "Text: one C2SP verifier key per line, the keys that sign now "
+            "(active first). JSON: every key with state (active, retiring, retired).",
+            "security": [],
+            "parameters": [_FORMAT_PARAM],
+            "responses": {
+                "200": {
+                    "description": "Verifier keys",
+                    "content": {
+                        "text/plain": {"schema": {"type": "string"}},
+                        "application/json": {"schema": {"type": "object"}},
+                    },
+                },
+                **_problem_responses(400),
+            },
+        }
+    },
+}
+
+
 def _key_params(*names: str) -> list[dict[str, Any]]:
     return [
         {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names
@@ -160,6 +340,7 @@ SPEC: dict[str, Any] = {
         "schemas": {
             "EventIn": _EVENT_IN,
             "Event": _EVENT_OUT,
+            "Checkpoint": _CHECKPOINT,
             "Problem": {
                 "type": "object",
                 "required": ["type", "title", "status", "detail"],
@@ -300,6 +481,7 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        **_LOG_PATHS,
         "/v1/tenants": {
             "post": {
                 "summary": "Create a tenant (operator key)",
