@@ -7,6 +7,7 @@ HTTP against a running server (``--server URL --key KEY``, or AUDITKEEP_URL / AU
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import socket
 import sys
@@ -21,12 +22,21 @@ import httpx
 import orjson
 
 from auditkeep.auth import parse_scopes
+from auditkeep.bundle import BundleError, export_bundle, verify_bundle
 from auditkeep.core import Core
 from auditkeep.errors import AuditkeepError, ProblemError
-from auditkeep.model import format_timestamp, parse_timestamp
+from auditkeep.integrity.checkpoint import KeyFormatError, Verifier, parse_verifier
+from auditkeep.model import canonical_json, format_timestamp, parse_timestamp
 from auditkeep.settings import SETTINGS, Config
 from auditkeep.store.base import ApiKey, Tenant
-from auditkeep.verify import check_events, check_http_event
+from auditkeep.tlog import checkpoint_json
+from auditkeep.verify import (
+    VerifyReport,
+    default_jobs,
+    stored_log_input,
+    verify_feed,
+    verify_store_log,
+)
 
 DEFAULT_DATA_DIR = "./auditkeep-data"
 
@@ -78,14 +88,76 @@ class Local:
     def feed(self, tenant: str | None, after: int, limit: int) -> dict[str, Any]:
         return self.core.feed(self._tenant_id(tenant), after, limit)
 
-    def verify(self, tenant: str | None) -> list[tuple[str, int, list[str]]]:
+    def verify(
+        self, tenant: str | None, pinned: list[Verifier], jobs: int, content: bool
+    ) -> list[VerifyReport]:
+        store = self.core.store
+        tenants = [self.core.tenant(tenant)] if tenant else store.list_tenants()
+        verifiers = pinned or self.core.keys.verifiers()
+        out = []
+        for t in tenants:
+            inp = stored_log_input(
+                store, t, self.core.tlog.origin(t.slug), verifiers, pinned=bool(pinned)
+            )
+            out.append(verify_store_log(inp, jobs=jobs, content=content))
+        return out
+
+    def sign_checkpoints(self, tenant: str | None) -> list[dict[str, Any]]:
         tenants = [self.core.tenant(tenant)] if tenant else self.core.store.list_tenants()
         out = []
         for t in tenants:
-            reader = self.core.store.events(t.tenant_id)
-            report = check_events(t.slug, reader.scan(), reader.size())
-            out.append((t.slug, report.checked, report.problems))
+            cp, made = self.core.tlog.sign(t)
+            out.append({**checkpoint_json(cp), "signed_now": made})
         return out
+
+    def public_keys(self) -> dict[str, Any]:
+        self.core.keys.ensure_key()
+        return self.core.tlog.public_keys()
+
+    def bundle_source(self, tenant: str | None) -> tuple[LocalBundleSource, str, str]:
+        if not tenant:
+            raise click.UsageError("--tenant is required when working on a data directory")
+        t = self.core.tenant(tenant)
+        return LocalBundleSource(self.core, t), self.core.tlog.origin(t.slug), t.slug
+
+
+class LocalBundleSource:
+    """Export bundles straight from a data directory (signs a checkpoint if one is needed)."""
+
+    def __init__(self, core: Core, tenant: Tenant) -> None:
+        self.core = core
+        self.tenant = tenant
+        self.log = core.store.log(tenant.tenant_id)
+
+    def checkpoint(self, covering: int) -> bytes:
+        latest = self.log.latest_checkpoint()
+        if latest is None or latest.size < covering:
+            latest, _ = self.core.tlog.sign(self.tenant)
+        return latest.note
+
+    def verifier_keys(self) -> list[str]:
+        return [v.vkey for v in self.core.keys.verifiers(include_retired=False)]
+
+    def frontier(self, size: int) -> list[bytes]:
+        from auditkeep.integrity.merkle import CompactRange
+
+        return list(CompactRange.from_reader(size, self.log).hashes)
+
+    def consistency(self, first: int, second: int) -> list[bytes]:
+        from auditkeep.integrity.merkle import consistency_proof
+
+        return consistency_proof(first, second, self.log)
+
+    def events(self, from_seq: int, to_seq: int) -> Iterator[tuple[int, bytes, bytes]]:
+        reader = self.core.store.events(self.tenant.tenant_id)
+        after = from_seq - 1
+        while after < to_seq:
+            rows = reader.after_seq(after, min(5000, to_seq - after))
+            if not rows:
+                return
+            for ev in rows:
+                yield ev.seq, ev.leaf_hash, ev.leaf_data
+            after = rows[-1].seq
 
 
 class Remote:
@@ -102,6 +174,9 @@ class Remote:
         self.client.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._send(method, path, **kwargs).json()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self.client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -113,7 +188,7 @@ class Remote:
             except ValueError:
                 message = response.text[:200]
             raise click.ClickException(f"server answered {response.status_code}: {message}")
-        return response.json()
+        return response
 
     def create_tenant(self, slug: str, name: str | None) -> dict[str, Any]:
         body = {"slug": slug} | ({"name": name} if name else {})
@@ -147,21 +222,104 @@ class Remote:
         )
         return result
 
-    def verify(self, tenant: str | None) -> list[tuple[str, int, list[str]]]:
-        problems: list[str] = []
-        checked, expected, slug = 0, 1, ""
+    def _feed_events(self, after: int = 0) -> Iterator[dict[str, Any]]:
         while True:
-            page = self.feed(None, expected - 1, 1000)["data"]
+            page = self.feed(None, after, 1000)["data"]
             if not page:
-                break
-            for event in page:
-                slug = slug or event["tenant"]
-                if event["seq"] != expected:
-                    problems.append(f"seq {expected}..{event['seq'] - 1}: missing")
-                problems += check_http_event(slug, event)
-                expected = event["seq"] + 1
-                checked += 1
-        return [(slug or "(this key's tenant)", checked, problems)]
+                return
+            yield from page
+            after = page[-1]["seq"]
+
+    def _checkpoint_notes(self) -> tuple[list[bytes], str | None]:
+        notes: list[bytes] = []
+        origin = None
+        params: dict[str, int] = {"limit": 1000}
+        while True:
+            body = self._call("GET", "/v1/log/checkpoints", params=params)
+            for cp in body["data"]:
+                notes.append(cp["note"].encode("utf-8"))
+                origin = cp["origin"]
+            if body["next_after_size"] is None:
+                return notes, origin
+            params["after_size"] = body["next_after_size"]
+
+    def published_verifiers(self) -> list[Verifier]:
+        keys = self._call("GET", "/v1/log/key", params={"format": "json"})["keys"]
+        return [parse_verifier(k["vkey"]) for k in keys]
+
+    def verify(
+        self, tenant: str | None, pinned: list[Verifier], jobs: int, content: bool
+    ) -> list[VerifyReport]:
+        events = self._feed_events()
+        first = next(events, None)
+        slug = first["tenant"] if first else "(this key's tenant)"
+        notes, origin = self._checkpoint_notes()
+        verifiers = pinned or self.published_verifiers()
+        expected = {f"{v.name}/{slug}" for v in verifiers}
+        if origin is not None and first is not None and origin not in expected:
+            raise click.ClickException(
+                f"the server's checkpoints are for {origin!r}, not {' or '.join(sorted(expected))}"
+            )
+        stream = iter([first]) if first else iter([])
+        report = verify_feed(
+            slug, itertools.chain(stream, events), notes, verifiers, origin, pinned=bool(pinned)
+        )
+        return [report]
+
+    def sign_checkpoints(self, tenant: str | None) -> list[dict[str, Any]]:
+        response = self._send("POST", "/v1/log/checkpoints")
+        return [{**response.json(), "signed_now": response.status_code == 201}]
+
+    def public_keys(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/v1/log/key", params={"format": "json"})
+        return result
+
+    def bundle_source(self, tenant: str | None) -> tuple[RemoteBundleSource, str, str]:
+        source = RemoteBundleSource(self)
+        origin = source.origin()
+        return source, origin, origin.rsplit("/", 1)[-1]
+
+
+class RemoteBundleSource:
+    """Export bundles over HTTP: events from /v1/feed, proofs from /v1/log."""
+
+    def __init__(self, remote: Remote) -> None:
+        self.remote = remote
+
+    def origin(self) -> str:
+        body = self.remote._call("GET", "/v1/log/checkpoint", params={"format": "json"})
+        origin: str = body["origin"]
+        return origin
+
+    def checkpoint(self, covering: int) -> bytes:
+        body = self.remote._call("GET", "/v1/log/checkpoint", params={"format": "json"})
+        if body["size"] < covering:
+            signed = self.remote.client.post("/v1/log/checkpoints")
+            if signed.is_success:
+                body = signed.json()
+        note: str = body["note"]
+        return note.encode("utf-8")
+
+    def verifier_keys(self) -> list[str]:
+        keys = self.remote.public_keys()["keys"]
+        return [k["vkey"] for k in keys if k["state"] != "retired"]
+
+    def frontier(self, size: int) -> list[bytes]:
+        body = self.remote._call("GET", "/v1/log/frontier", params={"tree_size": size})
+        return [bytes.fromhex(h) for h in body["hashes"]]
+
+    def consistency(self, first: int, second: int) -> list[bytes]:
+        body = self.remote._call(
+            "GET", "/v1/log/proof/consistency", params={"first": first, "second": second}
+        )
+        return [bytes.fromhex(h) for h in body["hashes"]]
+
+    def events(self, from_seq: int, to_seq: int) -> Iterator[tuple[int, bytes, bytes]]:
+        for event in self.remote._feed_events(from_seq - 1):
+            if event["seq"] > to_seq:
+                return
+            body = {k: v for k, v in event.items() if k not in ("seq", "hash")}
+            yield event["seq"], bytes.fromhex(event["hash"]), canonical_json(body)
 
 
 Backend = Local | Remote
@@ -605,33 +763,344 @@ def events_tail(
         _run(data_dir, server, key, run)
 
 
+def _log_keys(values: tuple[str, ...]) -> list[Verifier]:
+    try:
+        return [parse_verifier(v.strip()) for v in values]
+    except KeyFormatError as exc:
+        raise click.BadParameter(str(exc), param_hint="--log-key") from None
+
+
+_LOG_KEY_HELP = (
+    "Pin the log's verifier key (as published by GET /v1/log/key or `auditkeep log key`); "
+    "repeatable. Checkpoints must be signed by it. Default: the keys the log itself lists."
+)
+
+
 @main.command()
+@click.argument("bundle", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--tenant", help="Only this tenant (data directory mode).")
+@click.option("--log-key", "log_keys", multiple=True, help=_LOG_KEY_HELP)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    help="Worker processes for large logs and bundles [default: the number of CPUs, at most 8].",
+)
+@click.option(
+    "--skip-content",
+    is_flag=True,
+    help="Check hashes, the Merkle tree and signatures only; do not parse each event "
+    "(canonical form, tenant, occurred_at).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @target_options
 def verify(
-    tenant: str | None, as_json: bool, data_dir: Path, server: str | None, key: str | None
+    bundle: Path | None,
+    tenant: str | None,
+    log_keys: tuple[str, ...],
+    jobs: int | None,
+    skip_content: bool,
+    as_json: bool,
+    data_dir: Path,
+    server: str | None,
+    key: str | None,
 ) -> None:
-    """Recompute every stored leaf hash and check seqs are gap-free. Exit 1 on any problem."""
-    results = _run(data_dir, server, key, lambda b: b.verify(tenant))
-    failed = False
+    """Check a log, or an export BUNDLE offline. Exit 1 on any problem.
+
+    Every stored leaf hash is recomputed from its event, seqs must be gap-free, and the Merkle
+    tree is recomputed from the events and compared with the stored tree and with every signed
+    checkpoint (whose signatures are checked). With BUNDLE, no server or data directory is
+    used: see docs/verification.md.
+    """
+    pinned = _log_keys(log_keys)
+    workers = jobs or default_jobs()
+    if bundle is not None:
+        _verify_bundle(bundle, pinned, workers, not skip_content, as_json)
+        return
+    reports: list[VerifyReport] = _run(
+        data_dir, server, key, lambda b: b.verify(tenant, pinned, workers, not skip_content)
+    )
+    failed = any(not r.ok for r in reports)
     if as_json:
         _print_json(
-            [{"tenant": t, "checked": n, "ok": not p, "problems": p} for t, n, p in results]
+            [
+                {
+                    "tenant": r.tenant,
+                    "checked": r.checked,
+                    "ok": r.ok,
+                    "problems": r.problems,
+                    "root": r.root.hex() if r.root is not None else None,
+                    "checkpoints_checked": r.checkpoints_checked,
+                    "latest_checkpoint": r.latest_checkpoint,
+                    "notes": r.notes,
+                }
+                for r in reports
+            ]
         )
-        failed = any(p for _, _, p in results)
     else:
-        for slug, checked, problems in results:
-            if problems:
-                failed = True
-                click.echo(f"tenant {slug}: {checked} events checked, {len(problems)} problem(s):")
-                for problem in problems[:100]:
-                    click.echo(f"  - {problem}")
-                if len(problems) > 100:
-                    click.echo(f"  … and {len(problems) - 100} more")
+        for r in reports:
+            if r.problems:
+                click.echo(
+                    f"tenant {r.tenant}: {r.checked} events checked, {len(r.problems)} problem(s):"
+                )
+                _print_problems(r.problems)
             else:
-                click.echo(f"tenant {slug}: {checked} events OK")
+                click.echo(f"tenant {r.tenant}: {r.checked} events OK")
+            for note in r.notes:
+                click.echo(f"  {note}")
     sys.exit(1 if failed else 0)
+
+
+def _print_problems(problems: list[str]) -> None:
+    for problem in problems[:100]:
+        click.echo(f"  - {problem}")
+    if len(problems) > 100:
+        click.echo(f"  … and {len(problems) - 100} more")
+
+
+def _verify_bundle(
+    path: Path, pinned: list[Verifier], jobs: int, content: bool, as_json: bool
+) -> None:
+    if not path.is_file():
+        raise click.ClickException(f"{path}: no such file")
+    report = verify_bundle(path, pinned, jobs=jobs, content=content)
+    if as_json:
+        _print_json(
+            {
+                "bundle": report.path,
+                "tenant": report.tenant,
+                "from_seq": report.from_seq,
+                "to_seq": report.to_seq,
+                "checked": report.checked,
+                "ok": report.ok,
+                "problems": report.problems,
+                "checkpoint": report.checkpoint,
+                "notes": report.notes,
+            }
+        )
+    else:
+        what = f"bundle {path}: tenant {report.tenant}, seqs {report.from_seq}..{report.to_seq}"
+        if report.problems:
+            click.echo(
+                f"{what}: {report.checked} events checked, {len(report.problems)} problem(s):"
+            )
+            _print_problems(report.problems)
+        else:
+            click.echo(f"{what}: {report.checked} events OK")
+        for note in report.notes:
+            click.echo(f"  {note}")
+    sys.exit(0 if report.ok else 1)
+
+
+@main.command("export-bundle")
+@click.option("--tenant", help="Tenant (needed with --data-dir; a key implies its own).")
+@click.option("--from-seq", type=click.IntRange(1), default=1, show_default=True)
+@click.option(
+    "--to-seq", type=click.IntRange(1), help="Last seq [default: the latest checkpoint's size]."
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write (NDJSON).",
+)
+@target_options
+def export_bundle_cmd(
+    tenant: str | None,
+    from_seq: int,
+    to_seq: int | None,
+    output: Path,
+    data_dir: Path,
+    server: str | None,
+    key: str | None,
+) -> None:
+    """Write a range of events with a signed checkpoint and proofs to a file that
+    `auditkeep verify FILE` checks offline."""
+
+    def run(b: Backend) -> dict[str, Any]:
+        source, origin, slug = b.bundle_source(tenant)
+        partial = output.with_name(output.name + ".partial")
+        try:
+            with open(partial, "wb") as out:
+                header = export_bundle(source, origin, slug, out, from_seq, to_seq)
+            partial.replace(output)
+        except BundleError as exc:
+            partial.unlink(missing_ok=True)
+            raise click.ClickException(str(exc)) from None
+        return header
+
+    header = _run(data_dir, server, key, run)
+    count = header["to_seq"] - header["from_seq"] + 1
+    size = header["checkpoint"].split("\n")[1]
+    click.echo(
+        f"wrote {output}: {count} events of {header['origin']} (seqs {header['from_seq']}.."
+        f"{header['to_seq']}), checkpoint at size {size}"
+    )
+
+
+@main.group("log")
+def log_group() -> None:
+    """The verifiable log: signing keys and checkpoints."""
+
+
+@log_group.command("key")
+@click.option("--json", "as_json", is_flag=True, help="Print every key with its state (JSON).")
+@target_options
+def log_key(as_json: bool, data_dir: Path, server: str | None, key: str | None) -> None:
+    """Print the checkpoint verifier key(s) to publish (makes the first key if needed).
+
+    With --server no API key is needed: the key is public (GET /v1/log/key).
+    """
+    if server and not key:
+        try:
+            response = httpx.get(server.rstrip("/") + "/v1/log/key?format=json", timeout=30.0)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise click.ClickException(f"cannot get the key from {server}: {exc}") from None
+        keys = response.json()
+    else:
+        keys = _run(data_dir, server, key, lambda b: b.public_keys())
+    if as_json:
+        _print_json(keys)
+        return
+    for k in keys["keys"]:
+        if k["state"] != "retired":
+            click.echo(k["vkey"])
+
+
+@log_group.command("rotate-key")
+@click.option(
+    "--data-dir",
+    envvar="AUDITKEEP_DATA_DIR",
+    default=DEFAULT_DATA_DIR,
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+)
+def log_rotate_key(data_dir: Path) -> None:
+    """Make a new checkpoint signing key. The previous key keeps co-signing checkpoints until
+    `auditkeep log retire-key`, so verifiers and witnesses pinned to it learn the new one."""
+
+    def run(b: Backend) -> str:
+        assert isinstance(b, Local)
+        b.core.keys.ensure_key()
+        record = b.core.keys.rotate()
+        b.sign_checkpoints(None)  # every log gets a checkpoint signed by both keys now
+        return record.vkey
+
+    vkey = _run(data_dir, None, None, run)
+    click.echo(f"new signing key: {vkey}")
+    click.echo(
+        "Checkpoints are now signed by the new and the previous key. Publish the new key; "
+        "once witnesses have seen a checkpoint signed by both, run `auditkeep log retire-key`."
+    )
+
+
+@log_group.command("retire-key")
+@click.option(
+    "--data-dir",
+    envvar="AUDITKEEP_DATA_DIR",
+    default=DEFAULT_DATA_DIR,
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+)
+def log_retire_key(data_dir: Path) -> None:
+    """Stop co-signing with the previous key(s) and delete their private key files."""
+
+    def run(b: Backend) -> list[str]:
+        assert isinstance(b, Local)
+        return [r.vkey for r in b.core.keys.retire()]
+
+    retired = _run(data_dir, None, None, run)
+    if not retired:
+        click.echo("no key is being retired (run `auditkeep log rotate-key` first)")
+    for vkey in retired:
+        click.echo(f"retired {vkey}")
+
+
+@log_group.command("checkpoint")
+@click.option("--tenant", help="Only this tenant (data directory mode; default: every tenant).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@target_options
+def log_checkpoint(
+    tenant: str | None, as_json: bool, data_dir: Path, server: str | None, key: str | None
+) -> None:
+    """Sign a checkpoint now (if the log grew since the last one) and print it."""
+    made = _run(data_dir, server, key, lambda b: b.sign_checkpoints(tenant))
+    if as_json:
+        _print_json(made)
+        return
+    for cp in made:
+        state = "signed" if cp["signed_now"] else "already covered by"
+        click.echo(f"{cp['origin']}: {state} checkpoint at size {cp['size']}")
+        click.echo(cp["note"])
+
+
+@main.command()
+@click.option(
+    "--server",
+    envvar="AUDITKEEP_URL",
+    required=True,
+    help="The auditkeep server to watch (env AUDITKEEP_URL).",
+)
+@click.option(
+    "--key",
+    envvar="AUDITKEEP_KEY",
+    required=True,
+    help="An API key with events:read of the tenant whose log to watch (env AUDITKEEP_KEY).",
+)
+@click.option(
+    "--state",
+    "state_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory where the witness keeps the last checkpoint it verified and the pinned keys.",
+)
+@click.option(
+    "--interval", type=float, default=60.0, show_default=True, help="Seconds between polls."
+)
+@click.option(
+    "--once", is_flag=True, help="Poll once and exit: 0 ok, 1 server unreachable, 2 alarm."
+)
+@click.option("--webhook", help="POST a JSON alarm here on a rollback, fork or key change.")
+@click.option(
+    "--publish-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write every verified checkpoint here (e.g. a repository or bucket that the log "
+    "operator does not control alone).",
+)
+@click.option("--log-key", "log_keys", multiple=True, help=_LOG_KEY_HELP)
+def witness(
+    server: str,
+    key: str,
+    state_dir: Path,
+    interval: float,
+    once: bool,
+    webhook: str | None,
+    publish_dir: Path | None,
+    log_keys: tuple[str, ...],
+) -> None:
+    """Watch a log's checkpoints: each must be signed by the pinned key and consistent with the
+    last one kept. A rollback, fork or unannounced key change is an alarm: an error log line,
+    the optional webhook, and exit code 2. See docs/witness.md."""
+    from auditkeep import logs
+    from auditkeep.witness import Witness
+
+    logs.configure("info")
+    w = Witness(
+        server,
+        key,
+        state_dir,
+        log_keys=_log_keys(log_keys),
+        webhook=webhook,
+        publish_dir=publish_dir,
+    )
+    try:
+        code = w.run(interval, once)
+    except KeyboardInterrupt:
+        code = 0
+    finally:
+        w.close()
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
