@@ -1,0 +1,411 @@
+"""Merkle tree benchmark: tree updates, proofs from the SQLite node table, offline verification.
+
+    .venv/bin/python bench/merkle.py [--sizes 1000000,10000000] [--store-sizes 1000000]
+                                     [--samples 2000] [--keep]
+
+For each size N (leaves):
+
+1. append + tree update: N leaf hashes appended the way the writer does it, in transactions of
+   5,000 (the writer's default largest batch): read the frontier from log_heads,
+   CompactRange.extend with the batch, executemany the new nodes into merkle_nodes, update
+   log_heads. Real schema (SQLiteStore.migrate), durability normal (the fsync belongs to the
+   event transaction, not to the tree). Also the same appends without SQLite (CPU only).
+2. proofs: inclusion proofs of random leaves in the tree of size N, and consistency proofs from
+   a random older size to N, through SQLiteTenantLog (one batched node query each, then the
+   hashing). p50 / p95 / p99 over --samples of each, warm page cache.
+3. offline verification of an export bundle of N realistic events (~510-byte leaf data from
+   bench/_workload.py; 200,000 distinct events repeated with fresh seqs), signed checkpoint over
+   their tree: `verify_bundle` with 1 and 2 worker processes, with and without the per-event
+   content checks (JSON parse, canonical form, tenant).
+
+For each size in --store-sizes: a data directory with N such events (rows written directly with
+SQL, tree and checkpoint as the writer would make them), checked by the `auditkeep verify`
+code path (verify_store_log) with 1 and 2 workers, with and without content checks.
+
+Results: tables on stdout and bench/out/merkle.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import OUT, machine, percentile, table
+from _workload import Workload
+
+from auditkeep.bundle import FORMAT, verify_bundle
+from auditkeep.integrity.checkpoint import Checkpoint, Signer, sign_checkpoint
+from auditkeep.integrity.merkle import (
+    CompactRange,
+    consistency_proof,
+    inclusion_proof,
+    root_hash,
+    verify_consistency,
+    verify_inclusion,
+)
+from auditkeep.model import leaf_hash, now_micros, prepare_event
+from auditkeep.store.base import StoredCheckpoint
+from auditkeep.store.sqlite import SQLiteStore
+from auditkeep.verify import stored_log_input, verify_store_log
+
+BATCH = 5000
+DISTINCT_EVENTS = int(os.environ.get("BENCH_DISTINCT", "200000"))
+SIGNER = Signer("bench.auditkeep.local", hashlib.sha256(b"bench key").digest())
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def fmt_rate(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+# -- 1. append + tree update ------------------------------------------------------------------
+
+
+def synthetic_leaves(n: int) -> Iterator[bytes]:
+    for i in range(n):
+        yield hashlib.sha256(b"\x00leaf %d" % i).digest()
+
+
+def build_tree(data_dir: Path, n: int) -> tuple[SQLiteStore, int, dict[str, float]]:
+    store = SQLiteStore(data_dir, durability="normal")
+    store.migrate()
+    tenant = store.create_tenant("acme", "acme")
+    tid = tenant.tenant_id
+    conn = store._writer()
+    insert = "INSERT INTO merkle_nodes (tenant_id, level, idx, hash) VALUES (?, ?, ?, ?)"
+    leaves = synthetic_leaves(n)
+    started = time.perf_counter()
+    cpu0 = time.process_time()
+    done = 0
+    while done < n:
+        batch = [next(leaves) for _ in range(min(BATCH, n - done))]
+        conn.execute("BEGIN IMMEDIATE")
+        size, frontier = conn.execute(
+            "SELECT size, frontier FROM log_heads WHERE tenant_id = ?", (tid,)
+        ).fetchone()
+        tree = CompactRange.from_bytes(frontier)
+        assert tree.size == size
+        conn.executemany(insert, [(tid, lv, idx, h) for lv, idx, h in tree.extend(batch)])
+        conn.execute(
+            "UPDATE log_heads SET size = ?, frontier = ?, root = ? WHERE tenant_id = ?",
+            (tree.size, tree.to_bytes(), tree.root(), tid),
+        )
+        conn.execute("COMMIT")
+        done += len(batch)
+        if done % 1_000_000 == 0:
+            log(f"  tree: {done:,} leaves, {done / (time.perf_counter() - started):,.0f}/s")
+    wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu0
+    # CPU only: the same batches into a CompactRange, no SQLite (a sample of 1M at most)
+    sample = list(synthetic_leaves(min(n, 1_000_000)))
+    tree = CompactRange()
+    t0 = time.perf_counter()
+    for start in range(0, len(sample), BATCH):
+        tree.extend(sample[start : start + BATCH])
+    cpu_only = len(sample) / (time.perf_counter() - t0)
+    return store, tid, {"sqlite_rate": n / wall, "sqlite_cpu_s": cpu, "cpu_only_rate": cpu_only}
+
+
+# -- 2. proofs ---------------------------------------------------------------------------------
+
+
+def time_proofs(store: SQLiteStore, tid: int, n: int, samples: int) -> dict[str, list[float]]:
+    reader = store.log(tid)
+    root = root_hash(n, reader)
+    rng = random.Random(7)
+    incl: list[float] = []
+    cons: list[float] = []
+    verified = 0
+    for _ in range(samples):
+        index = rng.randrange(n)
+        t0 = time.perf_counter()
+        proof = inclusion_proof(index, n, reader)
+        incl.append(time.perf_counter() - t0)
+        if verified < 50:  # spot-check the proofs are right
+            (leaf,) = reader.get_nodes([(0, index)])
+            verify_inclusion(leaf, index, n, proof, root)
+            verified += 1
+    for i in range(samples):
+        old = rng.randrange(1, n)
+        t0 = time.perf_counter()
+        proof = consistency_proof(old, n, reader)
+        cons.append(time.perf_counter() - t0)
+        if i < 50:
+            verify_consistency(old, n, root_hash(old, reader), root, proof)
+    return {"inclusion": incl, "consistency": cons}
+
+
+# -- 3. realistic events -----------------------------------------------------------------------
+
+
+def realistic_leaves(count: int) -> list[bytes]:
+    wl = Workload(seed=11)
+    base = now_micros() - 86_400_000_000
+    out = []
+    for i in range(count):
+        raw = wl.event(base + i * 1000)
+        raw["id"] = f"bench-{i:08d}"
+        out.append(prepare_event(raw, "acme", base + i * 1000 + 5).leaf_data)
+    return out
+
+
+def write_bundle(path: Path, n: int, leaves: list[bytes]) -> None:
+    hashes = [leaf_hash(d) for d in leaves]
+    tree = CompactRange()
+    for i in range(n):
+        tree.append(hashes[i % len(leaves)])
+    note = sign_checkpoint(
+        Checkpoint(
+            "bench.auditkeep.local/acme", n, tree.root(), ["timestamp 2026-01-01T00:00:00Z"]
+        ),
+        SIGNER,
+    )
+    header = {
+        "format": FORMAT,
+        "origin": "bench.auditkeep.local/acme",
+        "tenant": "acme",
+        "from_seq": 1,
+        "to_seq": n,
+        "checkpoint": note.decode(),
+        "verifier_keys": [SIGNER.verifier.vkey],
+        "prefix": [],
+        "consistency": [],
+    }
+    hexes = [h.hex().encode() for h in hashes]
+    with open(path, "wb", buffering=1 << 22) as f:
+        f.write(json.dumps(header).encode() + b"\n")
+        for i in range(n):
+            j = i % len(leaves)
+            f.write(b'{"seq":%d,"hash":"%s","leaf":%s}\n' % (i + 1, hexes[j], leaves[j]))
+
+
+def time_call(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - t0, result
+
+
+def bench_bundle(path: Path, n: int) -> list[dict[str, Any]]:
+    out = []
+    for jobs in (1, 2):
+        for content in (False, True):
+            seconds, report = time_call(
+                lambda jobs=jobs, content=content: verify_bundle(
+                    path, [SIGNER.verifier], jobs=jobs, content=content
+                )
+            )
+            assert report.ok and report.checked == n, report.problems[:3]
+            out.append({"jobs": jobs, "content": content, "seconds": seconds, "rate": n / seconds})
+            log(f"  bundle {n:,}: jobs={jobs} content={content}: {n / seconds:,.0f} events/s")
+    return out
+
+
+def build_store(data_dir: Path, n: int, leaves: list[bytes]) -> SQLiteStore:
+    """A data directory holding n events, written directly (the writer's work is not measured
+    here): events rows, tree, head and one checkpoint, as the server would have made them."""
+    import orjson
+
+    store = SQLiteStore(data_dir, durability="normal")
+    store.migrate()
+    tenant = store.create_tenant("acme", "acme")
+    tid = tenant.tenant_id
+    parsed = [orjson.loads(d) for d in leaves]
+    from auditkeep.model import parse_timestamp
+
+    cols = [
+        (p["action"], p["category"], p["outcome"], p["actor"]["id"],
+         parse_timestamp(p["occurred_at"]), parse_timestamp(p["received_at"]), leaf_hash(d), d)
+        for p, d in zip(parsed, leaves, strict=True)
+    ]  # fmt: skip
+    conn = store._writer()
+    tree = CompactRange()
+    for start in range(0, n, 50_000):
+        conn.execute("BEGIN")
+        rows, nodes = [], []
+        for seq in range(start + 1, min(n, start + 50_000) + 1):
+            c = cols[(seq - 1) % len(cols)]
+            rows.append((tid, seq, f"e{seq}", *c))
+            for level, idx, h in tree.append(c[6]):
+                nodes.append((tid, level, idx, h))
+        conn.executemany(
+            "INSERT INTO events (tenant_id, seq, id, action, category, outcome, actor_id,"
+            " occurred_at, received_at, leaf_hash, leaf_data) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            rows,
+        )
+        conn.executemany("INSERT INTO merkle_nodes VALUES (?, ?, ?, ?)", nodes)
+        conn.execute("COMMIT")
+    conn.execute(
+        "UPDATE log_heads SET size = ?, frontier = ?, root = ? WHERE tenant_id = ?",
+        (n, tree.to_bytes(), tree.root(), tid),
+    )
+    note = sign_checkpoint(Checkpoint("bench.auditkeep.local/acme", n, tree.root()), SIGNER)
+    cp = StoredCheckpoint(n, tree.root(), now_micros(), (f"{SIGNER.key_id:08x}",), note)
+    conn.execute(
+        "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)",
+        (tid, cp.size, cp.root, cp.created_at, " ".join(cp.key_ids), cp.note),
+    )
+    return store
+
+
+def bench_store(store: SQLiteStore, n: int) -> list[dict[str, Any]]:
+    tenant = store.get_tenant("acme")
+    assert tenant is not None
+    inp = stored_log_input(
+        store, tenant, "bench.auditkeep.local/acme", [SIGNER.verifier], pinned=True
+    )
+    out = []
+    for jobs in (1, 2):
+        for content in (False, True):
+            seconds, report = time_call(
+                lambda jobs=jobs, content=content: verify_store_log(inp, jobs=jobs, content=content)
+            )
+            assert report.ok and report.checked == n, report.problems[:3]
+            out.append({"jobs": jobs, "content": content, "seconds": seconds, "rate": n / seconds})
+            log(f"  data dir {n:,}: jobs={jobs} content={content}: {n / seconds:,.0f} events/s")
+    return out
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sizes", default="1000000,10000000", help="leaf counts (comma-separated)")
+    ap.add_argument("--store-sizes", default="1000000", help="data-directory verify sizes")
+    ap.add_argument("--samples", type=int, default=2000, help="proofs timed per kind and size")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary files")
+    ap.add_argument(
+        "--skip-tree", action="store_true", help="only the verification parts (no tree/proofs)"
+    )
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    store_sizes = [int(s) for s in args.store_sizes.split(",") if s]
+    work = Path(tempfile.mkdtemp(prefix="auditkeep-merkle-"))
+    result: dict[str, Any] = {"machine": machine(), "sizes": {}, "load_before": os.getloadavg()}
+    try:
+        log(f"generating {DISTINCT_EVENTS:,} realistic events ...")
+        leaves = realistic_leaves(DISTINCT_EVENTS)
+        avg = sum(map(len, leaves)) / len(leaves)
+        result["leaf_bytes_avg"] = avg
+        for n in sizes:
+            log(f"== {n:,} leaves")
+            if args.skip_tree:
+                tree_stats: dict[str, float] = {}
+                db_bytes = 0
+                proofs = {"inclusion": [float("nan")], "consistency": [float("nan")]}
+            else:
+                store, tid, tree_stats = build_tree(work / f"tree-{n}", n)
+                db_bytes = (work / f"tree-{n}" / "auditkeep.db").stat().st_size
+                proofs = time_proofs(store, tid, n, args.samples)
+                store.close()
+                shutil.rmtree(work / f"tree-{n}", ignore_errors=True)
+            bundle = work / f"bundle-{n}.ndjson"
+            write_bundle(bundle, n, leaves)
+            bundle_bytes = bundle.stat().st_size
+            verify_rates = bench_bundle(bundle, n)
+            bundle.unlink()
+            result["sizes"][str(n)] = {
+                **tree_stats,
+                "db_bytes": db_bytes,
+                "inclusion_ms": {
+                    p: percentile(proofs["inclusion"], p) * 1000 for p in (50, 95, 99)
+                },
+                "consistency_ms": {
+                    p: percentile(proofs["consistency"], p) * 1000 for p in (50, 95, 99)
+                },
+                "bundle_bytes": bundle_bytes,
+                "bundle_verify": verify_rates,
+            }
+        for n in store_sizes:
+            log(f"== data directory with {n:,} events")
+            store = build_store(work / f"store-{n}", n, leaves)
+            rates = bench_store(store, n)
+            result.setdefault("store_bytes", {})[str(n)] = (
+                (work / f"store-{n}" / "auditkeep.db").stat().st_size
+            )
+            store.close()
+            shutil.rmtree(work / f"store-{n}", ignore_errors=True)
+            result.setdefault("store_verify", {})[str(n)] = rates
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    result["load_after"] = os.getloadavg()
+
+    rows = []
+    for n, r in result["sizes"].items():
+        if not r.get("sqlite_rate"):
+            continue
+        rows.append(
+            [
+                f"{int(n):,}",
+                fmt_rate(r["sqlite_rate"]),
+                fmt_rate(r["cpu_only_rate"]),
+                f"{r['db_bytes'] / int(n):.0f}",
+                f"{r['inclusion_ms'][50]:.3f}",
+                f"{r['inclusion_ms'][95]:.3f}",
+                f"{r['consistency_ms'][50]:.3f}",
+                f"{r['consistency_ms'][95]:.3f}",
+            ]
+        )
+    print()
+    print(
+        table(
+            rows or [["-"] * 8],
+            ["leaves", "append+tree/s (SQLite)", "append/s (CPU only)", "node B/leaf",
+             "incl p50 ms", "incl p95 ms", "cons p50 ms", "cons p95 ms"],
+        )
+    )  # fmt: skip
+    rows = []
+    for n, r in result["sizes"].items():
+        for v in r["bundle_verify"]:
+            rows.append(
+                [
+                    f"bundle {int(n):,}",
+                    str(v["jobs"]),
+                    "yes" if v["content"] else "no",
+                    f"{v['seconds']:.1f}",
+                    fmt_rate(v["rate"]),
+                ]
+            )
+    for n, rates in result.get("store_verify", {}).items():
+        for v in rates:
+            rows.append(
+                [
+                    f"data dir {int(n):,}",
+                    str(v["jobs"]),
+                    "yes" if v["content"] else "no",
+                    f"{v['seconds']:.1f}",
+                    fmt_rate(v["rate"]),
+                ]
+            )
+    print()
+    print(table(rows, ["offline verify", "jobs", "content checks", "seconds", "events/s"]))
+    m = result["machine"]
+    print(
+        f"\n{m['cpus']} CPUs ({m['cpu_model']}), Python {m['python']}, SQLite {m['sqlite']}; "
+        f"load average before {result['load_before'][0]:.2f}, after {result['load_after'][0]:.2f}; "
+        f"leaf data {result['leaf_bytes_avg']:.0f} bytes on average"
+    )
+    OUT.mkdir(exist_ok=True)
+    (OUT / "merkle.json").write_text(json.dumps(result, indent=2))
+    print(f"wrote {OUT / 'merkle.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
