@@ -119,3 +119,38 @@ async def test_cursor_of_the_other_order_is_refused(loaded: App) -> None:
     cursor = (await loaded.get("acme", "/v1/events", limit=5)).json()["next_cursor"]
     r = await loaded.get("acme", "/v1/events", limit=5, order="asc", cursor=cursor)
     assert r.status_code == 400
+
+
+@pytest.mark.parametrize("order", ["desc", "asc"])
+@pytest.mark.parametrize(
+    "window", [{}, {"since": "2026-11-05T00:30:00Z", "until": "2026-11-25T00:30:00Z"}]
+)
+async def test_action_prefix_pages_match_a_full_scan(
+    loaded: App, order: str, window: dict[str, str]
+) -> None:
+    # The store reads a prefix as a merge of one ordered scan per action under it.
+    everything = await _all(loaded, limit=1000)
+    expected = sorted(
+        (
+            _key(e)
+            for e in everything
+            if e["action"].startswith("user.")
+            and window.get("since", "") <= e["occurred_at"] < window.get("until", "9")
+        ),
+        reverse=order == "desc",
+    )
+    assert expected
+    for limit in (1000, 3):
+        got = await _all(loaded, limit=limit, order=order, action="user.*", **window)
+        assert [_key(e) for e in got] == expected
+    assert await _all(loaded, action="nothing.*") == []
+
+
+async def test_action_prefix_over_many_distinct_actions(app: App) -> None:
+    # More distinct actions under the prefix than the store merges: it reads one range instead.
+    events = [_ev(n, action=f"bulk.a{n:03d}") for n in range(90)]
+    events += [_ev(100 + n, action="other.x") for n in range(5)]
+    assert (await app.post("acme", {"events": events})).json()["accepted"] == 95
+    got = await _all(app, limit=7, action="bulk.*")
+    assert len(got) == 90 and {e["action"] for e in got} == {f"bulk.a{n:03d}" for n in range(90)}
+    assert [_key(e) for e in got] == sorted((_key(e) for e in got), reverse=True)

@@ -494,6 +494,8 @@ class SQLiteStore:
 
 
 _EVENT_COLUMNS = "e.seq, e.occurred_at, e.leaf_hash, e.leaf_data"
+# An action prefix with more distinct actions than this under it is read as one range instead.
+_PREFIX_MERGE_MAX_ACTIONS = 64
 
 
 def _stored(row: Sequence[Any]) -> StoredEvent:
@@ -517,19 +519,27 @@ class SQLiteTenantEvents:
         f = page.filters
         where = ["e.tenant_id = ?"]
         params: list[Any] = [self.tenant_id]
+        # With an actor, the actor index is the selective one: '+' keeps SQLite (which has no
+        # statistics: the server never runs ANALYZE) from walking the action index instead.
+        action_column = "+e.action" if f.actor_id is not None else "e.action"
         for column, value in (
             ("e.actor_id", f.actor_id),
-            ("e.action", f.action),
+            (action_column, f.action),
             ("e.outcome", f.outcome),
             ("e.category", f.category),
         ):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        prefix_range: tuple[str, str] | None = None
         if f.action_prefix is not None:
             # 'user.' <= action < 'user/' : every action starting with 'user.'
-            where.append("e.action >= ? AND e.action < ?")
-            params += [f.action_prefix, f.action_prefix[:-1] + chr(ord(f.action_prefix[-1]) + 1)]
+            prefix_range = (
+                f.action_prefix,
+                f.action_prefix[:-1] + chr(ord(f.action_prefix[-1]) + 1),
+            )
+            where.append(f"{action_column} >= ? AND {action_column} < ?")
+            params += prefix_range
         if f.since is not None:
             where.append("e.occurred_at >= ?")
             params.append(f.since)
@@ -541,12 +551,60 @@ class SQLiteTenantEvents:
             if page.after is not None:
                 where.append(f"(e.occurred_at, e.seq) {cmp} (?, ?)")
                 params += [page.after.occurred_at, page.after.seq]
+            if prefix_range is not None and f.actor_id is None:
+                actions = self._actions_in(*prefix_range)
+                if len(actions) <= _PREFIX_MERGE_MAX_ACTIONS:
+                    return self._query_actions(actions, where, params, order, page.limit)
             sql = (
                 f"SELECT {_EVENT_COLUMNS} FROM events e WHERE {' AND '.join(where)} "
                 f"ORDER BY e.occurred_at {order}, e.seq {order} LIMIT ?"
             )
             return self._rows(sql, [*params, page.limit])
         return self._query_by_target(page, where, params, cmp, order)
+
+    def _actions_in(self, low: str, high: str) -> list[str]:
+        """The distinct actions in ``[low, high)``, by skip-scan: one index seek each."""
+        reader = self._store._reader()
+        actions: list[str] = []
+        sql = (
+            "SELECT action FROM events WHERE tenant_id = ? AND action > ? AND action < ?"
+            " ORDER BY action LIMIT 1"
+        )
+        try:
+            row = reader.execute(
+                "SELECT action FROM events WHERE tenant_id = ? AND action >= ? AND action < ?"
+                " ORDER BY action LIMIT 1",
+                (self.tenant_id, low, high),
+            ).fetchone()
+            while row is not None and len(actions) <= _PREFIX_MERGE_MAX_ACTIONS:
+                actions.append(row[0])
+                row = reader.execute(sql, (self.tenant_id, row[0], high)).fetchone()
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
+        return actions
+
+    def _query_actions(
+        self, actions: list[str], where: list[str], params: list[Any], order: str, limit: int
+    ) -> list[StoredEvent]:
+        """An action-prefix page as a merge of one index-ordered scan per action under it.
+
+        A range over ``events_by_action`` is not in (occurred_at, seq) order, so SQLite would
+        sort every event under the prefix before the LIMIT; each ``action = ?`` scan is in
+        order and stops after ``limit`` rows, and the union of at most ``limit`` rows per
+        action is sorted instead.
+        """
+        if not actions:
+            return []
+        part = (
+            f"SELECT * FROM (SELECT {_EVENT_COLUMNS} FROM events e WHERE e.action = ? AND "
+            f"{' AND '.join(where)} ORDER BY e.occurred_at {order}, e.seq {order} LIMIT ?)"
+        )
+        sql = " UNION ALL ".join([part] * len(actions))
+        sql += f" ORDER BY 2 {order}, 1 {order} LIMIT ?"
+        all_params: list[Any] = []
+        for action in actions:
+            all_params += [action, *params, limit]
+        return self._rows(sql, [*all_params, limit])
 
     def _query_by_target(
         self, page: PageRequest, where: list[str], params: list[Any], cmp: str, order: str
