@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 import httpx
@@ -76,6 +76,14 @@ class Local:
     def revoke_key(self, tenant: str, key_id: str) -> dict[str, Any]:
         record: ApiKey = self.core.revoke_key(self.core.tenant(tenant), key_id)
         return record.public()
+
+    def destinations(self, tenant: str, op: str, *args: Any) -> Any:
+        """Destination operations: create/list/get/update/pause/resume/rotate_secret/delete."""
+        return getattr(self.core.destinations, op)(self.core.tenant(tenant), *args)
+
+    def export(self, tenant: str | None, params: dict[str, str]) -> Iterator[bytes]:
+        _fmt, chunks = self.core.export(self._tenant_id(tenant), params)
+        return chunks
 
     def _tenant_id(self, tenant: str | None) -> int:
         if not tenant:
@@ -215,6 +223,43 @@ class Remote:
     def search(self, tenant: str | None, params: dict[str, str]) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", "/v1/events", params=params)
         return result
+
+    _DEST_CALLS: ClassVar[dict[str, tuple[str, str]]] = {
+        "create": ("POST", ""),
+        "list": ("GET", ""),
+        "get": ("GET", "/{}"),
+        "update": ("PATCH", "/{}"),
+        "pause": ("POST", "/{}/pause"),
+        "resume": ("POST", "/{}/resume"),
+        "rotate_secret": ("POST", "/{}/rotate-secret"),
+        "delete": ("DELETE", "/{}"),
+    }
+
+    def destinations(self, tenant: str, op: str, *args: Any) -> Any:
+        method, path = self._DEST_CALLS[op]
+        if "{}" in path:
+            path = path.format(args[0])
+            args = args[1:]
+        url = f"/v1/tenants/{tenant}/destinations{path}"
+        if op == "pause":
+            args = ({"reason": args[0]} if args and args[0] else {},)
+        response = self._send(method, url, **({"json": args[0]} if args else {}))
+        if op == "delete":
+            return None
+        body = response.json()
+        return body["data"] if op == "list" else body
+
+    def export(self, tenant: str | None, params: dict[str, str]) -> Iterator[bytes]:
+        try:
+            with self.client.stream("GET", "/v1/export", params=params, timeout=None) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    self._send("GET", "/v1/export", params=params)  # raises with the problem
+                yield from r.iter_bytes()
+        except httpx.HTTPError as exc:
+            raise click.ClickException(
+                f"the export from {self.client.base_url} failed: {exc}"
+            ) from None
 
     def feed(self, tenant: str | None, after: int, limit: int) -> dict[str, Any]:
         result: dict[str, Any] = self._call(
@@ -647,6 +692,255 @@ def keys_revoke(
         _print_json(record)
     else:
         click.echo(f"revoked {record['key_id']} at {record['revoked_at']}")
+
+
+@main.group()
+def destinations() -> None:
+    """Deliver a tenant's events to webhooks, Splunk HEC, syslog or S3 (docs/delivery.md)."""
+
+
+_DEST_COLUMNS = [
+    ("id", "ID"),
+    ("name", "NAME"),
+    ("kind", "KIND"),
+    ("state", "STATE"),
+    ("cursor", "CURSOR"),
+    ("lag_events", "LAG"),
+    ("lag_seconds", "LAG S"),
+    ("attempts", "FAILS"),
+    ("last_error", "LAST ERROR"),
+]
+
+
+def _config_pairs(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``--set key=value`` pairs; values that parse as JSON (numbers, true) are taken so."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{pair!r}: use --set name=value", param_hint="--set")
+        try:
+            out[name] = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            out[name] = value
+    return out
+
+
+def _print_destination(dest: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(dest)
+        return
+    _table([dest], _DEST_COLUMNS)
+    if dest.get("paused_reason"):
+        click.echo(f"paused: {dest['paused_reason']}")
+    if dest.get("secret"):
+        click.echo(f"secret (shown once, give it to the receiver): {dest['secret']}")
+
+
+@destinations.command("create")
+@click.option("--tenant", required=True)
+@click.option("--name", required=True, help="A name unique in the tenant.")
+@click.option("--kind", required=True, type=click.Choice(["webhook", "splunk_hec", "syslog", "s3"]))
+@click.option("--url", help="Receiver URL (webhook, splunk_hec).")
+@click.option(
+    "--set", "pairs", multiple=True, help="Other config fields: --set host=h --set port=6514."
+)
+@click.option("--secret", help="Secret (HEC token, S3 secret key; webhooks get one made).")
+@click.option(
+    "--start",
+    type=click.Choice(["beginning", "now"]),
+    default="beginning",
+    show_default=True,
+    help="Deliver the whole log, or only events from now on.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@target_options
+def destinations_create(
+    tenant: str,
+    name: str,
+    kind: str,
+    url: str | None,
+    pairs: tuple[str, ...],
+    secret: str | None,
+    start: str,
+    as_json: bool,
+    data_dir: Path,
+    server: str | None,
+    key: str | None,
+) -> None:
+    """Create a destination; delivery starts at once."""
+    config = _config_pairs(pairs) | ({"url": url} if url else {})
+    body: dict[str, Any] = {"name": name, "kind": kind, "config": config, "start": start}
+    if secret is not None:
+        body["secret"] = secret
+    dest = _run(data_dir, server, key, lambda b: b.destinations(tenant, "create", body))
+    _print_destination(dest, as_json)
+
+
+@destinations.command("list")
+@click.option("--tenant", required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@target_options
+def destinations_list(
+    tenant: str, as_json: bool, data_dir: Path, server: str | None, key: str | None
+) -> None:
+    """A tenant's destinations with cursor, lag and last error."""
+    found = _run(data_dir, server, key, lambda b: b.destinations(tenant, "list"))
+    if as_json:
+        _print_json(found)
+    else:
+        _table(found, _DEST_COLUMNS)
+
+
+def _dest_command(name: str, op: str, doc: str, *, reason: bool = False) -> None:
+    @destinations.command(name, help=doc)
+    @click.argument("dest_id")
+    @click.option("--tenant", required=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @target_options
+    def command(
+        dest_id: str,
+        tenant: str,
+        as_json: bool,
+        data_dir: Path,
+        server: str | None,
+        key: str | None,
+        **extra: Any,
+    ) -> None:
+        args: tuple[Any, ...] = (dest_id,)
+        if reason:
+            args += (extra.get("reason"),)
+        dest = _run(data_dir, server, key, lambda b: b.destinations(tenant, op, *args))
+        _print_destination(dest, as_json)
+
+    if reason:
+        click.option("--reason", help="Shown in the destination's status.")(command)
+
+
+_dest_command("show", "get", "Show one destination's configuration and delivery status.")
+_dest_command("pause", "pause", "Stop delivering until resumed.", reason=True)
+_dest_command("resume", "resume", "Deliver again now, from where it stopped.")
+
+
+@destinations.command("rotate-secret")
+@click.argument("dest_id")
+@click.option("--tenant", required=True)
+@click.option("--secret", help="The new secret (webhooks get one made when not given).")
+@click.option(
+    "--drop-previous",
+    is_flag=True,
+    help="Stop signing with previous webhook secrets (after receivers switched).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@target_options
+def destinations_rotate(
+    dest_id: str,
+    tenant: str,
+    secret: str | None,
+    drop_previous: bool,
+    as_json: bool,
+    data_dir: Path,
+    server: str | None,
+    key: str | None,
+) -> None:
+    """Give a destination a new secret (webhooks co-sign with the old one meanwhile)."""
+    body: dict[str, Any] = {} if secret is None else {"secret": secret}
+    if drop_previous:
+        body["keep_previous"] = False
+    dest = _run(
+        data_dir, server, key, lambda b: b.destinations(tenant, "rotate_secret", dest_id, body)
+    )
+    _print_destination(dest, as_json)
+
+
+@destinations.command("delete")
+@click.argument("dest_id")
+@click.option("--tenant", required=True)
+@target_options
+def destinations_delete(
+    dest_id: str, tenant: str, data_dir: Path, server: str | None, key: str | None
+) -> None:
+    """Delete a destination (its events stay in the log)."""
+    _run(data_dir, server, key, lambda b: b.destinations(tenant, "delete", dest_id))
+    click.echo(f"deleted {dest_id}")
+
+
+@main.command("export")
+@click.option("--tenant", help="Tenant (needed with --data-dir; a key implies its own).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["ndjson", "csv", "ocsf"]),
+    default="ndjson",
+    show_default=True,
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    default="-",
+    help="File to write (default: standard output).",
+)
+@click.option("--actor", "actor_id", help="Actor id.")
+@click.option("--action", help="Action, or a prefix such as user.*")
+@click.option("--target", "target_id", help="Target id.")
+@click.option("--target-type", help="Target type.")
+@click.option("--outcome", type=click.Choice(["success", "failure"]))
+@click.option("--category")
+@click.option("--since", help="RFC 3339 time or an age such as 15m, 24h, 7d.")
+@click.option("--until", help="RFC 3339 time or an age.")
+@click.option("--order", type=click.Choice(["asc", "desc"]), default="asc", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress on standard error.")
+@target_options
+def export_events(
+    tenant: str | None,
+    fmt: str,
+    output: Path,
+    quiet: bool,
+    data_dir: Path,
+    server: str | None,
+    key: str | None,
+    **filters: Any,
+) -> None:
+    """Export matching events as NDJSON, CSV or OCSF, streamed (constant memory)."""
+    filters["since"] = _when(filters["since"])
+    filters["until"] = _when(filters["until"])
+    params = {k: str(v) for k, v in filters.items() if v is not None} | {"format": fmt}
+    to_stdout = str(output) == "-"
+    show = not quiet and not (to_stdout and sys.stdout.isatty())
+    lines_per_event_header = 1 if fmt == "csv" else 0
+
+    def run(b: Backend) -> tuple[int, int]:
+        out = sys.stdout.buffer if to_stdout else open(output, "wb")  # noqa: SIM115
+        lines = size = 0
+        started = last = time.monotonic()
+        try:
+            for chunk in b.export(tenant, params):
+                out.write(chunk)
+                lines += chunk.count(b"\n")
+                size += len(chunk)
+                now = time.monotonic()
+                if show and now - last >= 0.5:
+                    last = now
+                    n = max(0, lines - lines_per_event_header)
+                    click.echo(
+                        f"\rexported {n:,} events, {size / 1e6:,.1f} MB "
+                        f"({n / max(now - started, 1e-9):,.0f} events/s)",
+                        err=True,
+                        nl=False,
+                    )
+            out.flush()
+        finally:
+            if not to_stdout:
+                out.close()
+        return max(0, lines - lines_per_event_header), size
+
+    count, size = _run(data_dir, server, key, run)
+    if show or not to_stdout:
+        where = "" if to_stdout else f" to {output}"
+        click.echo(
+            f"\rexported {count:,} events ({size / 1e6:,.1f} MB){where}" + " " * 20, err=True
+        )
 
 
 @main.group()

@@ -5,8 +5,9 @@ The HTTP API and the CLI both call into this; nothing here knows about HTTP.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from auditkeep.auth import (
@@ -17,11 +18,17 @@ from auditkeep.auth import (
     check_slug,
     make_key,
 )
+from auditkeep.delivery.dispatcher import DeliverySettings, DeliveryStatusCollector, Dispatcher
+from auditkeep.delivery.formats import FORMATS, ExportFormat
+from auditkeep.delivery.manage import DestinationAdmin
+from auditkeep.delivery.netguard import NetGuard
+from auditkeep.delivery.secretbox import SecretBox
 from auditkeep.errors import BadRequest, ConfigError, Conflict, NotFound, ValidationFailed
 from auditkeep.ingest import GroupCommitWriter
+from auditkeep.logwatch import LogWatch
 from auditkeep.model import EventValidationError, PreparedEvent, now_micros, prepare_event
 from auditkeep.monitor.metrics import Metrics
-from auditkeep.query import encode_cursor, parse_query
+from auditkeep.query import QUERY_PARAMS, encode_cursor, parse_query
 from auditkeep.settings import DEFAULT_LOG_ORIGIN, Config
 from auditkeep.store.base import SYSTEM_TENANT_ID, SYSTEM_TENANT_SLUG, ApiKey, Position, Tenant
 from auditkeep.store.sqlite import SQLiteStore
@@ -51,14 +58,50 @@ class Core:
         self.tlog = TransparencyLog(self.store, self.keys)
         self._check_log_name()
         self.checkpointer = Checkpointer(self.tlog, config.checkpoint_interval)
+        self.log_watch = LogWatch()
+        self.writer.on_commit(self.log_watch.notify)
+        try:
+            guard = NetGuard.from_setting(config.delivery_allow_networks)
+        except ValueError as exc:
+            self.store.close()
+            raise ConfigError(f"delivery_allow_networks: {exc}") from None
+        box = SecretBox(config.data_dir / "keys")
+        self._slugs: dict[int, str] = {}
+        self.dispatcher = Dispatcher(
+            self.store,
+            box,
+            guard,
+            self.metrics,
+            DeliverySettings(
+                batch_size=config.delivery_batch_size,
+                retry_base=config.delivery_retry_base,
+                retry_cap=config.delivery_retry_cap,
+                pause_after=config.delivery_pause_after,
+                timeout=config.delivery_timeout,
+                workers=max(1, config.delivery_workers),
+            ),
+            tenant_slug=self.tenant_slug,
+        )
+        self.writer.on_commit(self.dispatcher.wake)
+        self.destinations = DestinationAdmin(self.store, box, guard, self.dispatcher.wake)
+        self.metrics.registry.register(DeliveryStatusCollector(self.store, self.tenant_slug))
         self._started = False
 
     def start(self) -> None:
-        """Start the writer and the checkpoint signer (making the first signing key if none)."""
+        """Start the writer, the checkpoint signer (making the first signing key if none) and
+        the delivery dispatcher."""
         self.keys.ensure_key()
         self.writer.start()
         self.checkpointer.start()
+        self.dispatcher.start()
         self._started = True
+
+    def tenant_slug(self, tenant_id: int) -> str:
+        slug = self._slugs.get(tenant_id)
+        if slug is None:
+            self._slugs = {t.tenant_id: t.slug for t in self.store.list_tenants()}
+            slug = self._slugs.get(tenant_id, str(tenant_id))
+        return slug
 
     def _check_log_name(self) -> None:
         """Once a signing key exists its name is the log's identity; an explicit, different
@@ -77,6 +120,7 @@ class Core:
     def close(self) -> None:
         """Finish queued writes, sign a last checkpoint, then close the store. Safe to call
         twice."""
+        self.dispatcher.stop()
         self.checkpointer.stop()
         self.writer.stop()
         if self._started and self.config.checkpoint_interval > 0:
@@ -158,13 +202,54 @@ class Core:
         return {"data": [ev.to_json() for ev in rows], "next_cursor": cursor}
 
     def feed(self, tenant_id: int, after: int, limit: int) -> dict[str, Any]:
-        """Events with seq > ``after`` in seq order, and the log's current size."""
+        """Events with seq > ``after`` in seq order, the log's current size, and the ``after``
+        to ask with next (the last seq returned, or ``after`` again when there was none)."""
         if after < 0 or not 0 <= limit <= 1000:
             raise BadRequest("after must be >= 0 and limit between 0 and 1000")
         reader = self.store.events(tenant_id)
         size = reader.size()
         rows = reader.after_seq(after, limit) if limit else []
-        return {"data": [ev.to_json() for ev in rows], "size": size}
+        return {
+            "data": [ev.to_json() for ev in rows],
+            "size": size,
+            "next_after": rows[-1].seq if rows else after,
+        }
+
+    def export(
+        self, tenant_id: int, params: Mapping[str, str]
+    ) -> tuple[ExportFormat, Iterator[bytes]]:
+        """Check an export request, then stream it: the format and its chunks (one per page of
+        1,000 events, so memory stays constant however many events match). Filters are those
+        of GET /v1/events; the order is oldest first unless ``order=desc``."""
+        allowed = (QUERY_PARAMS - {"limit", "cursor"}) | {"format"}
+        unknown = set(params) - allowed
+        if unknown:
+            raise BadRequest(
+                f"unknown export parameter(s) {', '.join(sorted(unknown))}; "
+                f"supported: {', '.join(sorted(allowed))}"
+            )
+        name = params.get("format", "ndjson")
+        fmt = FORMATS.get(name)
+        if fmt is None:
+            raise BadRequest(f"format must be one of {', '.join(FORMATS)} (got {name[:20]!r})")
+        query = {k: v for k, v in params.items() if k != "format"}
+        query.setdefault("order", "asc")
+        page = dataclasses.replace(parse_query(query), limit=1000)
+        reader = self.store.events(tenant_id)
+
+        def chunks() -> Iterator[bytes]:
+            nonlocal page
+            yield fmt.header()
+            while True:
+                rows = reader.query(page)
+                if rows:
+                    yield fmt.page(rows)
+                if len(rows) < page.limit:
+                    return
+                last = rows[-1]
+                page = dataclasses.replace(page, after=Position(last.occurred_at, last.seq))
+
+        return fmt, chunks()
 
     # -- ingest -----------------------------------------------------------------------------
 

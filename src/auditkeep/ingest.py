@@ -60,6 +60,12 @@ class GroupCommitWriter:
         self._pending_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self._listeners: list[Callable[[set[int]], None]] = []
+
+    def on_commit(self, listener: Callable[[set[int]], None]) -> None:
+        """Call ``listener(tenant_ids)`` from the writer thread after each commit that wrote
+        events (the feed's long-polls and the delivery dispatcher wake on it)."""
+        self._listeners.append(listener)
 
     @property
     def pending(self) -> int:
@@ -160,8 +166,17 @@ class GroupCommitWriter:
         self._metrics.writer_commit_seconds.observe(time.perf_counter() - started)
         self._metrics.writer_batch_events.observe(count)
         self._finish(jobs, count)
+        grown: set[int] = set()
         for job, result in zip(jobs, results, strict=True):
             _call(job.done, result, None)
+            if any(r.status == "accepted" for r in result):
+                grown.add(job.tenant_id)
+        if grown:
+            for listener in self._listeners:
+                try:
+                    listener(grown)
+                except Exception:
+                    log.exception("commit listener failed")
 
     def _finish(self, jobs: list[_Job], count: int) -> None:
         with self._pending_lock:

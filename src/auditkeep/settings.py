@@ -81,6 +81,36 @@ SETTINGS: tuple[Setting, ...] = (
         "log grew, and at shutdown). 0 disables the background signer.",
     ),
     Setting(
+        "delivery_allow_networks",
+        str,
+        "",
+        "Networks (CIDRs, comma-separated, e.g. 10.0.0.0/8,127.0.0.1/32; or *) that delivery "
+        "may connect to although they are private, loopback or reserved. Empty: public "
+        "addresses only (SSRF protection).",
+    ),
+    Setting("delivery_batch_size", int, 500, "Most events per delivered batch."),
+    Setting(
+        "delivery_retry_base",
+        float,
+        1.0,
+        "Seconds before the first retry of a failed batch; doubles with every failure.",
+    ),
+    Setting("delivery_retry_cap", float, 300.0, "Longest wait between two delivery attempts."),
+    Setting(
+        "delivery_pause_after",
+        float,
+        86400.0,
+        "A destination failing for this many seconds is paused (resume it by API or CLI).",
+    ),
+    Setting("delivery_timeout", float, 10.0, "Seconds to wait for a receiver's answer."),
+    Setting("delivery_workers", int, 4, "Destinations delivered to at the same time."),
+    Setting(
+        "feed_max_wait",
+        float,
+        30.0,
+        "Longest long-poll of GET /v1/feed?wait=S, in seconds.",
+    ),
+    Setting(
         "log_level",
         str,
         "info",
@@ -109,6 +139,14 @@ class Config:
     key_cache_seconds: float = 5.0
     log_origin: str = DEFAULT_LOG_ORIGIN
     checkpoint_interval: float = 60.0
+    delivery_allow_networks: str = ""
+    delivery_batch_size: int = 500
+    delivery_retry_base: float = 1.0
+    delivery_retry_cap: float = 300.0
+    delivery_pause_after: float = 86400.0
+    delivery_timeout: float = 10.0
+    delivery_workers: int = 4
+    feed_max_wait: float = 30.0
     log_level: str = "info"
 
     @classmethod

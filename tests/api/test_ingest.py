@@ -86,7 +86,7 @@ async def test_rejected_batch_event_writes_nothing(app: App) -> None:
     assert r.json()["rejected"] == 2
     assert (await app.get("acme", "/v1/events")).json()["data"] == []
     feed = (await app.get("acme", "/v1/feed", after=0)).json()
-    assert feed == {"data": [], "size": 0}
+    assert feed == {"data": [], "size": 0, "next_after": 0}
 
 
 async def test_batch_limit_of_1000_events(app: App) -> None:

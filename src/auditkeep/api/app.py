@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from auditkeep.api import admin, docs, events, health
+from auditkeep.api import admin, destinations, docs, events, health
 from auditkeep.api import log as log_api
 from auditkeep.api.http import problem_response
 from auditkeep.core import Core
@@ -47,7 +47,14 @@ def create_app(core: Core, *, manage_core: bool = True) -> Starlette:
                 core.close()
 
     app = Starlette(
-        routes=[*events.routes, *log_api.routes, *admin.routes, *health.routes, *docs.routes],
+        routes=[
+            *events.routes,
+            *log_api.routes,
+            *admin.routes,
+            *destinations.routes,
+            *health.routes,
+            *docs.routes,
+        ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )

@@ -327,6 +327,157 @@ def _key_params(*names: str) -> list[dict[str, Any]]:
     ]
 
 
+_DEST_PARAMS = _key_params("tenant", "dest_id")
+_DESTINATION = {
+    "type": "object",
+    "description": "A destination and its delivery status. Secrets are never shown, except "
+    "'secret' in the answer that made one (webhook signing secrets).",
+    "properties": {
+        "id": {"type": "string"},
+        "tenant": {"type": "string"},
+        "name": {"type": "string"},
+        "kind": {"enum": ["webhook", "splunk_hec", "syslog", "s3"]},
+        "config": {"type": "object"},
+        "state": {"enum": ["active", "paused"]},
+        "paused_reason": {"type": ["string", "null"]},
+        "cursor": {"type": "integer", "description": "Highest seq delivered"},
+        "delivered": {"type": "integer"},
+        "log_size": {"type": "integer"},
+        "lag_events": {"type": "integer"},
+        "lag_seconds": {"type": "number"},
+        "attempts": {"type": "integer", "description": "Failed attempts of the batch in flight"},
+        "last_error": {"type": ["string", "null"]},
+        "failing_since": {"type": ["string", "null"]},
+        "last_attempt_at": {"type": ["string", "null"]},
+        "last_success_at": {"type": ["string", "null"]},
+        "next_attempt_at": {"type": ["string", "null"]},
+        "secrets": {"type": "integer", "description": "Secrets held (2+ during a rotation)"},
+        "secret": {"type": "string", "description": "Only when the server just made it"},
+    },
+}
+_DEST_BODY = {
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["name", "kind", "config"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string"},
+                    "kind": {"enum": ["webhook", "splunk_hec", "syslog", "s3"]},
+                    "config": {"type": "object", "description": "See docs/delivery.md"},
+                    "secret": {"type": "string"},
+                    "start": {"enum": ["beginning", "now"]},
+                },
+            }
+        }
+    }
+}
+
+
+def _dest_op(summary: str, *codes: int, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "parameters": _DEST_PARAMS,
+        "responses": {"200": _json(_DESTINATION, "The destination"), **_problem_responses(*codes)},
+    }
+    if body is not None:
+        op["requestBody"] = body
+    return op
+
+
+_DELIVERY_PATHS: dict[str, Any] = {
+    "/v1/export": {
+        "get": {
+            "summary": "Stream matching events as NDJSON, CSV or OCSF (constant memory)",
+            "parameters": [
+                _query(
+                    "format",
+                    "ndjson (default), csv or ocsf",
+                    kind="string",
+                    enum=["ndjson", "csv", "ocsf"],
+                ),
+                *[
+                    _query(n, d, kind="string")
+                    for n, d in _QUERY_PARAMS
+                    if n not in ("limit", "cursor", "order")
+                ],
+                _query("order", "asc (oldest first, default) or desc", kind="string"),
+            ],
+            "responses": {
+                "200": {
+                    "description": "The events, streamed",
+                    "content": {
+                        "application/x-ndjson": {"schema": {"type": "string"}},
+                        "text/csv": {"schema": {"type": "string"}},
+                    },
+                },
+                **_problem_responses(400, 401, 403),
+            },
+        }
+    },
+    "/v1/tenants/{tenant}/destinations": {
+        "post": {
+            "summary": "Create a delivery destination (webhook, splunk_hec, syslog, s3)",
+            "parameters": _key_params("tenant"),
+            "requestBody": _DEST_BODY,
+            "responses": {
+                "201": _json(_DESTINATION, "Created"),
+                **_problem_responses(400, 401, 403, 404, 409, 422),
+            },
+        },
+        "get": {
+            "summary": "A tenant's destinations and their delivery status",
+            "parameters": _key_params("tenant"),
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {"data": {"type": "array", "items": _DESTINATION}},
+                    },
+                    "Destinations",
+                ),
+                **_problem_responses(401, 403, 404),
+            },
+        },
+    },
+    "/v1/tenants/{tenant}/destinations/{dest_id}": {
+        "get": _dest_op("One destination", 401, 403, 404),
+        "patch": _dest_op(
+            "Change name, config (replaced whole) or secret",
+            400,
+            401,
+            403,
+            404,
+            409,
+            422,
+            body={"content": {"application/json": {"schema": {"type": "object"}}}},
+        ),
+        "delete": {
+            "summary": "Delete a destination (its events stay in the log)",
+            "parameters": _DEST_PARAMS,
+            "responses": {"204": {"description": "Deleted"}, **_problem_responses(401, 403, 404)},
+        },
+    },
+    "/v1/tenants/{tenant}/destinations/{dest_id}/pause": {
+        "post": _dest_op('Pause delivery ({"reason"} optional)', 400, 401, 403, 404)
+    },
+    "/v1/tenants/{tenant}/destinations/{dest_id}/resume": {
+        "post": _dest_op("Resume delivery now, from the cursor", 401, 403, 404)
+    },
+    "/v1/tenants/{tenant}/destinations/{dest_id}/rotate-secret": {
+        "post": _dest_op(
+            "New secret; webhooks co-sign with the previous ones until keep_previous=false",
+            400,
+            401,
+            403,
+            404,
+            422,
+        )
+    },
+}
+
+
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -462,6 +613,12 @@ SPEC: dict[str, Any] = {
                         "description": "0-1000 (default 100); 0 returns only the log size",
                         "schema": {"type": "integer", "minimum": 0, "maximum": 1000},
                     },
+                    _query(
+                        "wait",
+                        "Long-poll: with no event after 'after', wait up to this many seconds "
+                        "(at most feed_max_wait, default 30) for one",
+                        kind="number",
+                    ),
                 ],
                 "responses": {
                     "200": _json(
@@ -473,6 +630,10 @@ SPEC: dict[str, Any] = {
                                     "items": {"$ref": "#/components/schemas/Event"},
                                 },
                                 "size": {"type": "integer", "description": "Log size (head seq)"},
+                                "next_after": {
+                                    "type": "integer",
+                                    "description": "The 'after' of the next request",
+                                },
                             },
                         },
                         "Events in seq order",
@@ -482,6 +643,7 @@ SPEC: dict[str, Any] = {
             }
         },
         **_LOG_PATHS,
+        **_DELIVERY_PATHS,
         "/v1/tenants": {
             "post": {
                 "summary": "Create a tenant (operator key)",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from auditkeep.api.http import JSONResponse, authenticate, core_of, read_json, route
@@ -78,22 +80,65 @@ async def list_events(request: Request) -> Response:
 
 @route("/v1/feed")
 async def feed(request: Request) -> Response:
-    """Events after a seq, in log order: ``?after=N&limit=M`` -> ``{"data", "size"}``."""
+    """Events after a seq, in log order: ``?after=N&limit=M[&wait=S]`` ->
+    ``{"data", "size", "next_after"}``. With ``wait``, an empty answer waits up to S seconds
+    for new events (long-polling)."""
     principal = authenticate(request)
     principal.require_tenant_scope(EVENTS_READ)
     params = request.query_params
-    unknown = set(params) - {"after", "limit"}
+    unknown = set(params) - {"after", "limit", "wait"}
     if unknown:
         raise BadRequest(
-            f"unknown query parameter(s) {', '.join(sorted(unknown))}; use after, limit"
+            f"unknown query parameter(s) {', '.join(sorted(unknown))}; use after, limit, wait"
         )
+    core = core_of(request)
     try:
         after = int(params.get("after", "0"))
         limit = int(params.get("limit", "100"))
     except ValueError:
         raise BadRequest("after and limit must be whole numbers") from None
+    try:
+        wait = float(params.get("wait", "0"))
+    except ValueError:
+        raise BadRequest("wait must be a number of seconds") from None
+    if not 0 <= wait <= core.config.feed_max_wait:
+        raise BadRequest(f"wait must be between 0 and {core.config.feed_max_wait:g} seconds")
+    tid = principal.tenant_id
+    deadline = time.monotonic() + wait
+    while True:
+        with core.log_watch.watching(tid) as grown:  # before the read: no wake-up is missed
+            page = await _in_thread(core.feed, tid, after, limit)
+            left = deadline - time.monotonic()
+            if page["data"] or limit == 0 or left <= 0:
+                return JSONResponse(page)
+            core.metrics.feed_waiting.inc()
+            try:
+                # re-read at least every second: another process may have appended
+                await asyncio.wait_for(grown, min(left, 1.0))
+            except TimeoutError:
+                pass
+            finally:
+                core.metrics.feed_waiting.dec()
+
+
+@route("/v1/export")
+async def export(request: Request) -> Response:
+    """Stream the caller's events that match the filters of GET /v1/events, as ``format`` =
+    ndjson (default), csv or ocsf; oldest first unless order=desc. Constant memory."""
+    principal = authenticate(request)
+    principal.require_tenant_scope(EVENTS_READ)
     core = core_of(request)
-    return JSONResponse(await _in_thread(core.feed, principal.tenant_id, after, limit))
+    fmt, chunks = core.export(principal.tenant_id, request.query_params)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    filename = f"auditkeep-{principal.tenant_slug}-{stamp}.{fmt.extension}"
+    return StreamingResponse(
+        chunks,
+        media_type=fmt.media_type,
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @route("/v1/events/{event_id}")
@@ -118,4 +163,5 @@ routes = [
     Route("/v1/events", list_events, methods=["GET"]),
     Route("/v1/events/{event_id}", get_event, methods=["GET"]),
     Route("/v1/feed", feed, methods=["GET"]),
+    Route("/v1/export", export, methods=["GET"]),
 ]

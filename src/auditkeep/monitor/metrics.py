@@ -76,5 +76,30 @@ class Metrics:
             registry=r,
         )
 
+        self.delivery_attempts = Counter(
+            "auditkeep_delivery_attempts",
+            "Batch delivery attempts by tenant, destination, kind and result.",
+            ["tenant", "destination", "kind", "result"],
+            registry=r,
+        )
+        self.delivery_events = Counter(
+            "auditkeep_delivery_events",
+            "Events delivered, by tenant, destination and kind.",
+            ["tenant", "destination", "kind"],
+            registry=r,
+        )
+        self.delivery_seconds = Histogram(
+            "auditkeep_delivery_batch_seconds",
+            "Time to send one batch to a receiver (successful or not), by kind.",
+            ["kind"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.feed_waiting = Gauge(
+            "auditkeep_feed_long_polls",
+            "GET /v1/feed requests waiting for new events.",
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

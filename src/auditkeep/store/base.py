@@ -157,6 +157,56 @@ class SigningKeyRecord:
     retired_at: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """A delivery destination and its progress over its tenant's log (seq order)."""
+
+    tenant_id: int
+    dest_id: str
+    name: str
+    kind: str
+    config: dict[str, Any]
+    secret: bytes | None  # sealed (delivery/secretbox.py); never served
+    state: Literal["active", "paused"]
+    paused_reason: str | None
+    cursor: int  # highest seq delivered
+    batch_end: int | None  # last seq of the batch in flight, fixed after its first attempt
+    attempts: int  # failed attempts of the batch in flight
+    failing_since: int | None
+    next_attempt_at: int | None
+    last_error: str | None
+    last_attempt_at: int | None
+    last_success_at: int | None
+    delivered: int
+    created_at: int
+    updated_at: int
+
+
+DESTINATION_COLUMNS: tuple[str, ...] = tuple(Destination.__dataclass_fields__)
+
+
+class TenantDestinations(Protocol):
+    """One tenant's destinations. Every method is scoped to that tenant."""
+
+    tenant_id: int
+
+    def create(self, dest: Destination) -> Destination:
+        """Store a new destination (Conflict if the name is taken)."""
+
+    def list(self) -> list[Destination]: ...
+
+    def get(self, dest_id: str) -> Destination | None: ...
+
+    def update(self, dest_id: str, **changes: Any) -> Destination | None:
+        """Set the given columns (and updated_at); None if there is no such destination."""
+
+    def advance(self, dest_id: str, from_cursor: int, to_cursor: int, at: int) -> bool:
+        """Record a delivered batch: cursor ``from_cursor`` -> ``to_cursor``, failures cleared.
+        False (nothing changed) if the cursor is no longer ``from_cursor``."""
+
+    def delete(self, dest_id: str) -> bool: ...
+
+
 class TenantEvents(Protocol):
     """Read access to one tenant's events. Every method is scoped to that tenant."""
 
@@ -237,6 +287,16 @@ class Store(Protocol):
         """
 
     def events(self, tenant_id: int) -> TenantEvents: ...
+
+    # delivery
+    def destinations(self, tenant_id: int) -> TenantDestinations: ...
+
+    def due_destinations(self, now: int) -> list[Destination]:
+        """Active destinations of every tenant whose next attempt is due (for the dispatcher,
+        which then works through each one's tenant-scoped :meth:`destinations`)."""
+
+    def all_destinations(self) -> list[Destination]:
+        """Every destination of every tenant (for the delivery metrics)."""
 
     # the verifiable log
     def log(self, tenant_id: int) -> TenantLog: ...

@@ -16,15 +16,19 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from auditkeep.errors import Conflict, StoreError, StoreUnavailable
 from auditkeep.integrity.merkle import EMPTY_ROOT, CompactRange
 from auditkeep.model import client_content
 from auditkeep.store.base import (
+    DESTINATION_COLUMNS,
     SYSTEM_TENANT_ID,
     SYSTEM_TENANT_SLUG,
     ApiKey,
     AppendResult,
     CheckpointSigner,
+    Destination,
     LogHead,
     PageRequest,
     Position,
@@ -400,6 +404,32 @@ class SQLiteStore:
     def events(self, tenant_id: int) -> SQLiteTenantEvents:
         return SQLiteTenantEvents(self, tenant_id)
 
+    # -- delivery ----------------------------------------------------------------------------
+
+    def destinations(self, tenant_id: int) -> SQLiteTenantDestinations:
+        return SQLiteTenantDestinations(self, tenant_id)
+
+    def due_destinations(self, now: int) -> list[Destination]:
+        return self._destinations_where(
+            "state = 'active' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+            " ORDER BY coalesce(next_attempt_at, 0), tenant_id, dest_id",
+            (now,),
+        )
+
+    def all_destinations(self) -> list[Destination]:
+        return self._destinations_where("1 ORDER BY tenant_id, created_at, dest_id", ())
+
+    def _destinations_where(self, where: str, params: Sequence[Any]) -> list[Destination]:
+        try:
+            rows = (
+                self._reader()
+                .execute(f"SELECT {_DEST_SELECT} FROM destinations WHERE {where}", params)
+                .fetchall()
+            )
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
+        return [_destination(r) for r in rows]
+
     # -- the verifiable log ----------------------------------------------------------------
 
     def log(self, tenant_id: int) -> SQLiteTenantLog:
@@ -538,6 +568,7 @@ class SQLiteTenantEvents:
                 f.action_prefix,
                 f.action_prefix[:-1] + chr(ord(f.action_prefix[-1]) + 1),
             )
+            range_at = len(where)
             where.append(f"{action_column} >= ? AND {action_column} < ?")
             params += prefix_range
         if f.since is not None:
@@ -554,6 +585,8 @@ class SQLiteTenantEvents:
             if prefix_range is not None and f.actor_id is None:
                 actions = self._actions_in(*prefix_range)
                 if len(actions) <= _PREFIX_MERGE_MAX_ACTIONS:
+                    # each part scans 'action = ?'; '+' keeps SQLite from taking the range
+                    where[range_at] = "+e.action >= ? AND +e.action < ?"
                     return self._query_actions(actions, where, params, order, page.limit)
             sql = (
                 f"SELECT {_EVENT_COLUMNS} FROM events e WHERE {' AND '.join(where)} "
@@ -596,15 +629,22 @@ class SQLiteTenantEvents:
         if not actions:
             return []
         part = (
-            f"SELECT * FROM (SELECT {_EVENT_COLUMNS} FROM events e WHERE e.action = ? AND "
+            "SELECT * FROM (SELECT e.occurred_at, e.seq FROM events e WHERE e.action = ? AND "
             f"{' AND '.join(where)} ORDER BY e.occurred_at {order}, e.seq {order} LIMIT ?)"
         )
-        sql = " UNION ALL ".join([part] * len(actions))
-        sql += f" ORDER BY 2 {order}, 1 {order} LIMIT ?"
+        # the parts pick keys from the index alone; only the page's rows are read whole
+        # (CROSS JOIN: SQLite keeps the page of keys as the outer loop, one PK lookup each)
+        sql = (
+            f"SELECT {_EVENT_COLUMNS} FROM (SELECT occurred_at, seq FROM "
+            f"({' UNION ALL '.join([part] * len(actions))})"
+            f" ORDER BY occurred_at {order}, seq {order} LIMIT ?) AS k"
+            " CROSS JOIN events e ON e.tenant_id = ? AND e.seq = k.seq"
+            f" ORDER BY k.occurred_at {order}, k.seq {order}"
+        )
         all_params: list[Any] = []
         for action in actions:
             all_params += [action, *params, limit]
-        return self._rows(sql, [*all_params, limit])
+        return self._rows(sql, [*all_params, limit, self.tenant_id])
 
     def _query_by_target(
         self, page: PageRequest, where: list[str], params: list[Any], cmp: str, order: str
@@ -688,6 +728,121 @@ class SQLiteTenantEvents:
                 return
             yield from rows
             last = rows[-1].seq
+
+
+_DEST_SELECT = ", ".join(DESTINATION_COLUMNS)
+_DEST_UPDATABLE = frozenset(DESTINATION_COLUMNS) - {"tenant_id", "dest_id", "created_at"}
+
+
+def _destination(row: Sequence[Any]) -> Destination:
+    values = dict(zip(DESTINATION_COLUMNS, row, strict=True))
+    values["config"] = orjson.loads(values["config"])
+    if values["secret"] is not None:
+        values["secret"] = bytes(values["secret"])
+    return Destination(**values)
+
+
+class SQLiteTenantDestinations:
+    """One tenant's delivery destinations. Every statement here binds ``tenant_id``."""
+
+    def __init__(self, store: SQLiteStore, tenant_id: int) -> None:
+        self._store = store
+        self.tenant_id = tenant_id
+
+    def _select(self, where: str, params: Sequence[Any]) -> list[Destination]:
+        try:
+            rows = (
+                self._store._reader()
+                .execute(
+                    f"SELECT {_DEST_SELECT} FROM destinations WHERE tenant_id = ? {where}",
+                    (self.tenant_id, *params),
+                )
+                .fetchall()
+            )
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
+        return [_destination(r) for r in rows]
+
+    def create(self, dest: Destination) -> Destination:
+        if dest.tenant_id != self.tenant_id:
+            raise StoreError("a destination must be created in its own tenant")
+        values = [getattr(dest, c) for c in DESTINATION_COLUMNS]
+        values[DESTINATION_COLUMNS.index("config")] = orjson.dumps(dest.config).decode()
+        marks = ", ".join("?" * len(values))
+
+        def txn(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(f"INSERT INTO destinations ({_DEST_SELECT}) VALUES ({marks})", values)
+            except sqlite3.IntegrityError:
+                raise Conflict(f"a destination named {dest.name!r} already exists") from None
+
+        self._store._write(txn)
+        return dest
+
+    def list(self) -> list[Destination]:
+        return self._select("ORDER BY created_at, dest_id", ())
+
+    def get(self, dest_id: str) -> Destination | None:
+        found = self._select("AND dest_id = ?", (dest_id,))
+        return found[0] if found else None
+
+    def update(self, dest_id: str, **changes: Any) -> Destination | None:
+        unknown = set(changes) - _DEST_UPDATABLE
+        if unknown:
+            raise StoreError(f"not updatable: {', '.join(sorted(unknown))}")
+        if "config" in changes:
+            changes["config"] = orjson.dumps(changes["config"]).decode()
+        if "updated_at" not in changes:
+            from auditkeep.model import now_micros
+
+            changes["updated_at"] = now_micros()
+        sets = ", ".join(f"{c} = ?" for c in changes)
+
+        def txn(conn: sqlite3.Connection) -> int:
+            try:
+                cur = conn.execute(
+                    f"UPDATE destinations SET {sets} WHERE tenant_id = ? AND dest_id = ?",
+                    (*changes.values(), self.tenant_id, dest_id),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(
+                    f"a destination named {changes.get('name')!r} already exists"
+                ) from None
+            return cur.rowcount
+
+        if not self._store._write(txn):
+            return None
+        return self.get(dest_id)
+
+    def advance(self, dest_id: str, from_cursor: int, to_cursor: int, at: int) -> bool:
+        def txn(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "UPDATE destinations SET cursor = ?, batch_end = NULL, attempts = 0,"
+                " failing_since = NULL, next_attempt_at = NULL, last_error = NULL,"
+                " last_attempt_at = ?, last_success_at = ?, delivered = delivered + ?,"
+                " updated_at = ? WHERE tenant_id = ? AND dest_id = ? AND cursor = ?",
+                (
+                    to_cursor,
+                    at,
+                    at,
+                    to_cursor - from_cursor,
+                    at,
+                    self.tenant_id,
+                    dest_id,
+                    from_cursor,
+                ),
+            ).rowcount
+
+        return bool(self._store._write(txn))
+
+    def delete(self, dest_id: str) -> bool:
+        def txn(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM destinations WHERE tenant_id = ? AND dest_id = ?",
+                (self.tenant_id, dest_id),
+            ).rowcount
+
+        return bool(self._store._write(txn))
 
 
 def _load_frontier(conn: sqlite3.Connection, tenant_id: int) -> CompactRange:

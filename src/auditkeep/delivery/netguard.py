@@ -1,0 +1,92 @@
+"""Outbound address checks for delivery (SSRF protection).
+
+A destination is configured by a tenant, but the request is made by the server, from inside the
+operator's network. So every outbound connection is checked: the host is resolved and *every*
+address it resolves to must be a public unicast address, unless the operator allows private
+networks (``delivery_allow_networks``, a list of CIDRs such as ``127.0.0.0/8``, or ``*`` for
+any address). The check runs when a destination is created or changed (a clear error then) and
+again before each connection (so a DNS answer that changes later is caught too).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class BlockedAddress(Exception):
+    """The host resolves to an address that delivery may not connect to."""
+
+
+def parse_networks(spec: str) -> tuple[bool, tuple[IPNetwork, ...]]:
+    """``"127.0.0.0/8, ::1/128"`` -> networks; ``"*"`` -> allow any address."""
+    items = [s.strip() for s in spec.split(",") if s.strip()]
+    if "*" in items:
+        return True, ()
+    nets = []
+    for item in items:
+        try:
+            nets.append(ipaddress.ip_network(item, strict=False))
+        except ValueError as exc:
+            raise ValueError(f"{item!r} is not a network in CIDR form (e.g. 10.0.0.0/8)") from exc
+    return False, tuple(nets)
+
+
+class NetGuard:
+    """Decides whether delivery may connect to a host."""
+
+    def __init__(self, allow: Iterable[IPNetwork] = (), *, allow_any: bool = False) -> None:
+        self.allow = tuple(allow)
+        self.allow_any = allow_any
+
+    @classmethod
+    def from_setting(cls, spec: str) -> NetGuard:
+        allow_any, nets = parse_networks(spec)
+        return cls(nets, allow_any=allow_any)
+
+    def permitted(self, address: IPAddress) -> bool:
+        if self.allow_any or any(address in net for net in self.allow):
+            return True
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return address.is_global and not address.is_multicast
+
+    def check_host(self, host: str, port: int) -> list[IPAddress]:
+        """Resolve ``host``; raise BlockedAddress unless every address is permitted."""
+        if not host:
+            raise BlockedAddress("the URL has no host")
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise BlockedAddress(f"cannot resolve {host!r}: {exc}") from exc
+        addresses: list[IPAddress] = []
+        for info in infos:
+            raw = str(info[4][0]).split("%", 1)[0]
+            addresses.append(ipaddress.ip_address(raw))
+        for address in addresses:
+            if not self.permitted(address):
+                raise BlockedAddress(
+                    f"{host!r} resolves to {address}, a private, loopback or reserved address; "
+                    "delivery only connects to public addresses unless the operator allows "
+                    "the network (setting delivery_allow_networks)"
+                )
+        return addresses
+
+    def check_url(self, url: str, *, schemes: tuple[str, ...] = ("https", "http")) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in schemes:
+            raise BlockedAddress(
+                f"the URL must start with {' or '.join(s + '://' for s in schemes)}"
+            )
+        if parts.username or parts.password:
+            raise BlockedAddress("put credentials in the destination's secret, not in the URL")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError as exc:
+            raise BlockedAddress(f"the URL's port is invalid: {exc}") from exc
+        self.check_host(parts.hostname or "", port)
