@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -80,6 +81,28 @@ async def test_webhook_delivers_every_event_in_order_signed(
     db = (dapp.core.config.data_dir / "auditkeep.db").read_bytes()
     assert created["secret"].encode() not in db
     assert created["secret"][6:].encode() not in db
+
+
+async def test_the_batch_is_fixed_in_the_store_before_it_is_sent(
+    dapp: App, webhook: tuple[HTTPReceiver, WebhookLog]
+) -> None:
+    receiver, log = webhook
+    created = (await _create(dapp, receiver.url)).json()
+    log.secret = created["secret"]
+    fixed: list[tuple[int | None, int]] = []
+    verify = log.handle
+
+    def check(req: Received) -> tuple[int, dict[str, str], bytes]:
+        dest = dapp.core.store.destinations(1).get(created["id"])
+        assert dest is not None
+        fixed.append((dest.batch_end, json.loads(req.body)["data"]["last_seq"]))
+        return verify(req)
+
+    receiver.handle = check
+    await _ingest(dapp, 0, 7)
+    await _until(dapp, created["id"], lambda s: s["cursor"] == 7)
+    assert fixed and all(end == last for end, last in fixed)
+    assert (await _status(dapp, created["id"]))["cursor"] == 7
 
 
 async def test_start_now_skips_history(dapp: App, webhook: tuple[HTTPReceiver, WebhookLog]) -> None:

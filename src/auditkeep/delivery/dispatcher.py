@@ -182,6 +182,11 @@ class Dispatcher:
         if not events:
             return False
         batch = Batch(tenant_id, self._slug(tenant_id), dest_id, events)
+        if dest.batch_end is None:
+            # fix the batch before the first attempt: after a crash between the receiver's
+            # answer and the cursor update, the same seq range (same batch id, same S3 object)
+            # is sent again, never a differently cut one
+            dests.update(dest_id, batch_end=batch.last_seq)
         kind = get_kind(dest.kind)
         started = time.perf_counter()
         try:
