@@ -336,7 +336,7 @@ def test_check_config(tmp_path: Path) -> None:
             "app_name": "x" * 49,
             "hostname": "has space",
             "server_name": "example.com",
-            "ca_file": str(tmp_path / "missing.pem"),
+            "ca_pem": "-----BEGIN CERTIFICATE-----\nnot one\n-----END CERTIFICATE-----\n",
         }
     )
     assert set(errors) == {
@@ -345,11 +345,11 @@ def test_check_config(tmp_path: Path) -> None:
         "config.app_name",
         "config.hostname",
         "config.server_name",
-        "config.ca_file",
+        "config.ca_pem",
     }
-    assert "tls" in errors["config.ca_file"]
-    errors = config_errors({"host": "127.0.0.1", "port": 514, "tls": True, "ca_file": "/nope"})
-    assert set(errors) == {"config.ca_file"}
+    assert "tls" in errors["config.ca_pem"]
+    errors = config_errors({"host": "127.0.0.1", "port": 514, "tls": True, "ca_pem": "/etc/x"})
+    assert set(errors) == {"config.ca_pem"}
     assert set(config_errors({"host": "bad host", "port": 514})) == {"config.host"}
     assert set(config_errors({"host": "127.0.0.1", "port": True})) == {"config.port"}
     assert set(config_errors({"port": 514, "colour": "red"})) == {"config.host", "config.colour"}
@@ -539,9 +539,9 @@ def rsyslog_tls(tmp_path: Path, tls_files: TlsFiles) -> Iterator[Rsyslog]:
 def test_tls_verified_delivery(rsyslog_tls: Rsyslog, tls_files: TlsFiles) -> None:
     events = varied(1, 12)
     # the certificate names localhost and 127.0.0.1: by default the host is the name checked
-    by_ip = make_sender(rsyslog_tls.port, tls=True, ca_file=str(tls_files.ca_cert))
+    by_ip = make_sender(rsyslog_tls.port, tls=True, ca_pem=tls_files.ca_cert.read_text())
     by_name = make_sender(
-        rsyslog_tls.port, tls=True, ca_file=str(tls_files.ca_cert), server_name="localhost"
+        rsyslog_tls.port, tls=True, ca_pem=tls_files.ca_cert.read_text(), server_name="localhost"
     )
     try:
         by_ip.send(batch(events[:3]))
@@ -563,9 +563,9 @@ def test_tls_refuses_unverified_receiver(
 ) -> None:
     other_ca = make_tls_files(tmp_path / "other", ca_name="other-ca").ca_cert
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"ca_file": str(other_ca)}, "TLS certificate not accepted"),
+        ({"ca_pem": other_ca.read_text()}, "TLS certificate not accepted"),
         (
-            {"ca_file": str(tls_files.ca_cert), "server_name": "syslog.example.com"},
+            {"ca_pem": tls_files.ca_cert.read_text(), "server_name": "syslog.example.com"},
             "[Hh]ostname mismatch",
         ),
         ({}, "TLS certificate not accepted"),  # the system CAs

@@ -25,7 +25,7 @@ RFC 5425 allows over TLS), so an event may contain any character. One connection
 and reused; it is checked before each batch (a receiver never sends anything, so a readable
 socket means it closed or reset the connection) and replaced after any error. Every new
 connection is checked by the delivery network guard first. TLS verifies the receiver's
-certificate against ``ca_file`` (default: the system CAs) and ``server_name`` (default: the
+certificate against ``ca_pem`` (default: the system CAs) and ``server_name`` (default: the
 host); TLS 1.2 is the minimum. Client certificates (mutual TLS) are not supported.
 
 Delivery is at least once, and weaker than for the HTTP kinds. Syslog over TCP has no
@@ -188,6 +188,9 @@ def _peer_closed(sock: socket.socket) -> bool:
     return not data
 
 
+MAX_CA_PEM = 65536
+
+
 class SyslogSender:
     """Sends batches to one syslog receiver over one kept-open connection."""
 
@@ -195,7 +198,7 @@ class SyslogSender:
         self.host: str = config["host"]
         self.port: int = config["port"]
         self.tls: bool = bool(config.get("tls", False))
-        self.ca_file: str | None = config.get("ca_file")
+        self.ca_pem: str | None = config.get("ca_pem")
         self.server_name: str = config.get("server_name") or self.host
         self.facility: int = config.get("facility", FACILITY_LOG_AUDIT)
         self.app_name: str = config.get("app_name") or "auditkeep"
@@ -267,11 +270,9 @@ class SyslogSender:
     def _context(self) -> ssl.SSLContext:
         if self._ssl_context is None:
             try:
-                context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca_file)
+                context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=self.ca_pem)
             except (OSError, ValueError) as exc:
-                raise DeliveryFailed(
-                    f"cannot load the CA bundle {self.ca_file!r} for {self.where}: {exc}"
-                ) from exc
+                raise DeliveryFailed(f"cannot load ca_pem for {self.where}: {exc}") from exc
             context.minimum_version = ssl.TLSVersion.TLSv1_2
             self._ssl_context = context
         return self._ssl_context
@@ -316,11 +317,12 @@ class SyslogKind(Kind):
         "host": (str, True, "Receiver host name or address."),
         "port": (int, True, "Receiver TCP port (commonly 514 for TCP, 6514 for TLS)."),
         "tls": (bool, False, "Use TLS (RFC 5425); default false (plain TCP, RFC 6587)."),
-        "ca_file": (
+        "ca_pem": (
             str,
             False,
-            "PEM CA bundle (a file on the server) that signs the receiver's certificate "
-            "(default: the system CAs). Needs tls.",
+            "PEM text of the CA certificate(s) that sign the receiver's certificate (default: "
+            "the system CAs). Needs tls. (Given as text, not a path: a tenant has no business "
+            "naming files on the server.)",
         ),
         "server_name": (
             str,
@@ -375,15 +377,17 @@ class SyslogKind(Kind):
                 error("server_name", "only used with tls: true")
             elif not (len(server_name) <= MAX_SERVER_NAME and is_printable_ascii(server_name)):
                 error("server_name", "must be a host name (1-253 printable ASCII characters)")
-        ca_file = config.get("ca_file")
-        if ca_file is not None:
+        ca_pem = config.get("ca_pem")
+        if ca_pem is not None:
             if not tls:
-                error("ca_file", "only used with tls: true")
+                error("ca_pem", "only used with tls: true")
+            elif len(ca_pem) > MAX_CA_PEM:
+                error("ca_pem", f"at most {MAX_CA_PEM} characters")
             else:
                 try:
-                    ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
-                except (OSError, ValueError):
-                    error("ca_file", "cannot be read as a PEM CA bundle on the server")
+                    ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=ca_pem)
+                except (OSError, ValueError, ssl.SSLError):
+                    error("ca_pem", "is not PEM text of one or more CA certificates")
         if host_ok and port_ok:
             try:
                 guard.check_host(host, port)
