@@ -694,6 +694,31 @@ def keys_revoke(
         click.echo(f"revoked {record['key_id']} at {record['revoked_at']}")
 
 
+def _filter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The event filters of GET /v1/events, shared by `events search` and `export`."""
+    for option in reversed(
+        [
+            click.option("--actor", "actor_id", help="Actor id."),
+            click.option("--action", help="Action, or a prefix such as user.*"),
+            click.option("--target", "target_id", help="Target id."),
+            click.option("--target-type", help="Target type."),
+            click.option("--outcome", type=click.Choice(["success", "failure"])),
+            click.option("--category"),
+            click.option("--since", help="RFC 3339 time or an age such as 15m, 24h, 7d."),
+            click.option("--until", help="RFC 3339 time or an age."),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def _filter_params(filters: dict[str, Any]) -> dict[str, str]:
+    """Filter options -> query parameters (relative ages resolved)."""
+    filters["since"] = _when(filters["since"])
+    filters["until"] = _when(filters["until"])
+    return {k: str(v) for k, v in filters.items() if v is not None}
+
+
 @main.group()
 def destinations() -> None:
     """Deliver a tenant's events to webhooks, Splunk HEC, syslog or S3 (docs/delivery.md)."""
@@ -881,14 +906,7 @@ def destinations_delete(
     default="-",
     help="File to write (default: standard output).",
 )
-@click.option("--actor", "actor_id", help="Actor id.")
-@click.option("--action", help="Action, or a prefix such as user.*")
-@click.option("--target", "target_id", help="Target id.")
-@click.option("--target-type", help="Target type.")
-@click.option("--outcome", type=click.Choice(["success", "failure"]))
-@click.option("--category")
-@click.option("--since", help="RFC 3339 time or an age such as 15m, 24h, 7d.")
-@click.option("--until", help="RFC 3339 time or an age.")
+@_filter_options
 @click.option("--order", type=click.Choice(["asc", "desc"]), default="asc", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress on standard error.")
 @target_options
@@ -903,9 +921,7 @@ def export_events(
     **filters: Any,
 ) -> None:
     """Export matching events as NDJSON, CSV or OCSF, streamed (constant memory)."""
-    filters["since"] = _when(filters["since"])
-    filters["until"] = _when(filters["until"])
-    params = {k: str(v) for k, v in filters.items() if v is not None} | {"format": fmt}
+    params = _filter_params(filters) | {"format": fmt}
     to_stdout = str(output) == "-"
     show = not quiet and not (to_stdout and sys.stdout.isatty())
     lines_per_event_header = 1 if fmt == "csv" else 0
@@ -969,14 +985,7 @@ def _event_row(ev: dict[str, Any]) -> dict[str, Any]:
 
 @events.command("search")
 @click.option("--tenant", help="Tenant (needed with --data-dir; a key implies its own).")
-@click.option("--actor", "actor_id", help="Actor id.")
-@click.option("--action", help="Action, or a prefix such as user.*")
-@click.option("--target", "target_id", help="Target id.")
-@click.option("--target-type", help="Target type.")
-@click.option("--outcome", type=click.Choice(["success", "failure"]))
-@click.option("--category")
-@click.option("--since", help="RFC 3339 time or an age such as 15m, 24h, 7d.")
-@click.option("--until", help="RFC 3339 time or an age.")
+@_filter_options
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--all", "all_pages", is_flag=True, help="Follow cursors to the end.")
 @click.option("--json", "as_json", is_flag=True, help="Print NDJSON, one event a line.")
@@ -991,9 +1000,7 @@ def events_search(
     **filters: Any,
 ) -> None:
     """Find events, newest first."""
-    filters["since"] = _when(filters["since"])
-    filters["until"] = _when(filters["until"])
-    params = {k: str(v) for k, v in filters.items() if v is not None}
+    params = _filter_params(filters)
 
     def pages(b: Backend) -> Iterator[dict[str, Any]]:
         while True:

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from auditkeep.api.http import JSONResponse, authenticate, core_of, read_json, route
 from auditkeep.auth import OPERATOR, parse_scopes
+from auditkeep.bodies import check_fields, optional_string
 from auditkeep.errors import BadRequest
 from auditkeep.model import format_timestamp, parse_timestamp
 from auditkeep.store.base import Tenant
@@ -22,34 +23,13 @@ def tenant_json(t: Tenant) -> dict[str, Any]:
     return {"slug": t.slug, "name": t.name, "created_at": format_timestamp(t.created_at)}
 
 
-def _fields(body: Any, allowed: set[str], required: set[str]) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    unknown = set(body) - allowed
-    if unknown:
-        raise BadRequest(
-            f"unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}"
-        )
-    missing = required - set(body)
-    if missing:
-        raise BadRequest(f"missing field(s): {', '.join(sorted(missing))}")
-    return body
-
-
-def _str(body: dict[str, Any], name: str) -> str | None:
-    value = body.get(name)
-    if value is not None and not isinstance(value, str):
-        raise BadRequest(f"{name} must be a string")
-    return value
-
-
 @route("/v1/tenants")
 async def create_tenant(request: Request) -> Response:
     """Create a tenant (operator keys only)."""
     authenticate(request).require(OPERATOR)
-    body = _fields(await read_json(request, _BODY_LIMIT), {"slug", "name"}, {"slug"})
-    slug = _str(body, "slug") or ""
-    tenant = core_of(request).create_tenant(slug, _str(body, "name"))
+    body = check_fields(await read_json(request, _BODY_LIMIT), {"slug", "name"}, {"slug"})
+    slug = optional_string(body, "slug") or ""
+    tenant = core_of(request).create_tenant(slug, optional_string(body, "name"))
     return JSONResponse(tenant_json(tenant), status_code=201)
 
 
@@ -67,7 +47,7 @@ async def create_key(request: Request) -> Response:
     principal = authenticate(request)
     core = core_of(request)
     tenant = core.tenant(request.path_params["tenant"], principal)
-    body = _fields(
+    body = check_fields(
         await read_json(request, _BODY_LIMIT),
         {"scopes", "name", "expires_at", "rate_limit_rps"},
         {"scopes"},
@@ -75,7 +55,7 @@ async def create_key(request: Request) -> Response:
     scopes = body["scopes"]
     if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
         raise BadRequest('scopes must be an array of strings, e.g. ["events:write"]')
-    expires_text = _str(body, "expires_at")
+    expires_text = optional_string(body, "expires_at")
     try:
         expires = parse_timestamp(expires_text) if expires_text else None
     except ValueError as exc:
@@ -86,7 +66,7 @@ async def create_key(request: Request) -> Response:
     record, key = core.create_key(
         tenant,
         parse_scopes(scopes),
-        name=_str(body, "name") or "",
+        name=optional_string(body, "name") or "",
         expires_at=expires,
         rate_limit_rps=float(rate) if rate is not None else None,
     )

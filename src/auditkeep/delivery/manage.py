@@ -13,12 +13,13 @@ import secrets as _secrets
 from collections.abc import Callable
 from typing import Any
 
+from auditkeep.bodies import check_fields
 from auditkeep.delivery.base import Secrets
 from auditkeep.delivery.dispatcher import destination_status
 from auditkeep.delivery.kinds import KIND_NAMES, get_kind
 from auditkeep.delivery.netguard import NetGuard
 from auditkeep.delivery.secretbox import SecretBox
-from auditkeep.errors import BadRequest, NotFound, ValidationFailed
+from auditkeep.errors import NotFound, ValidationFailed
 from auditkeep.model import format_timestamp, now_micros
 from auditkeep.store.base import Destination, Store, Tenant
 
@@ -27,20 +28,6 @@ _MAX_PREVIOUS_SECRETS = 3
 
 CREATE_FIELDS = {"name", "kind", "config", "secret", "start"}
 UPDATE_FIELDS = {"name", "config", "secret"}
-
-
-def _fields(body: Any, allowed: set[str], required: set[str]) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    unknown = set(body) - allowed
-    if unknown:
-        raise BadRequest(
-            f"unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}"
-        )
-    missing = required - set(body)
-    if missing:
-        raise BadRequest(f"missing field(s): {', '.join(sorted(missing))}")
-    return body
 
 
 def _name(value: Any) -> str:
@@ -115,7 +102,7 @@ class DestinationAdmin:
     # -- operations -------------------------------------------------------------------------
 
     def create(self, tenant: Tenant, body: Any) -> dict[str, Any]:
-        body = _fields(body, CREATE_FIELDS, {"name", "kind", "config"})
+        body = check_fields(body, CREATE_FIELDS, {"name", "kind", "config"})
         if not isinstance(body["kind"], str):
             raise ValidationFailed(f"kind must be a string: one of {', '.join(KIND_NAMES)}")
         kind = get_kind(body["kind"])
@@ -179,7 +166,7 @@ class DestinationAdmin:
         return self.to_json(tenant, self._get(tenant, dest_id))
 
     def update(self, tenant: Tenant, dest_id: str, body: Any) -> dict[str, Any]:
-        body = _fields(body, UPDATE_FIELDS, set())
+        body = check_fields(body, UPDATE_FIELDS, set())
         dest = self._get(tenant, dest_id)
         changes: dict[str, Any] = {}
         if "name" in body:
@@ -222,7 +209,7 @@ class DestinationAdmin:
         Webhooks keep signing with the previous ones too, so receivers switch at their pace;
         ``{"keep_previous": false}`` alone then drops them (with a ``secret``: a switch with
         no overlap)."""
-        body = _fields(body if body is not None else {}, {"secret", "keep_previous"}, set())
+        body = check_fields(body if body is not None else {}, {"secret", "keep_previous"}, set())
         dest = self._get(tenant, dest_id)
         kind = get_kind(dest.kind)
         keep = body.get("keep_previous", kind.generates_secret)
