@@ -93,7 +93,7 @@ class Core:
         self.keys.ensure_key()
         self.writer.start()
         self.checkpointer.start()
-        self.dispatcher.start()
+        self.dispatcher.start(sole=not self.config.database_url)
         self._started = True
 
     def tenant_slug(self, tenant_id: int) -> str:

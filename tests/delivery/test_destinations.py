@@ -518,3 +518,21 @@ async def test_secrets_never_reach_logs(dapp: App, caplog: pytest.LogCaptureFixt
         down.stop()
     assert token not in caplog.text
     assert "delivery to" in caplog.text  # the failures were logged, without the token
+
+
+def test_one_dispatcher_at_a_time_holds_a_destination(tmp_path: Path) -> None:
+    core = make_core(tmp_path / "d", delivery_allow_networks="127.0.0.0/8")
+    try:
+        tenant = core.create_tenant("acme")
+        created = core.destinations.create(
+            tenant, {"name": "w", "kind": "webhook", "config": {"url": "http://127.0.0.1:9/"}}
+        )
+        dests = core.store.destinations(tenant.tenant_id)
+        assert dests.claim(created["id"], "node-a", 100, 200)
+        assert dests.claim(created["id"], "node-a", 150, 250)  # renewed by its holder
+        assert not dests.claim(created["id"], "node-b", 200, 300)  # held
+        assert dests.claim(created["id"], "node-b", 251, 400)  # expired: taken over
+        assert not dests.claim(created["id"], "node-a", 300, 500)
+        assert not core.store.destinations(99).claim(created["id"], "node-a", 900, 999)
+    finally:
+        core.close()

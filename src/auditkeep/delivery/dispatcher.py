@@ -4,8 +4,10 @@ One dispatcher thread per server process finds the destinations that are due and
 a small worker pool (one worker per destination at a time, so a slow receiver delays only its
 own destination). A worker reads the next batch after the destination's cursor (seq order),
 sends it, and only then advances the cursor, in the store, with a compare-and-set on the old
-cursor. So delivery is at-least-once: a crash between the receiver's answer and the cursor
-update sends that batch again, with the same batch id and the same events.
+cursor. With several API nodes over one database, a worker first takes the destination's lease
+(renewed with every batch; another node takes over once it expires), so one destination is
+delivered by one node at a time. Delivery is at-least-once: a crash between the receiver's
+answer and the cursor update sends that batch again, with the same batch id and events.
 
 A batch is fixed once first attempted (``batch_end``): retries send exactly the same seq
 range. A failed attempt schedules the next one after an exponential backoff with jitter
@@ -21,7 +23,9 @@ batch's round trip.
 from __future__ import annotations
 
 import logging
+import os
 import random
+import secrets
 import socket
 import threading
 import time
@@ -94,12 +98,18 @@ class Dispatcher:
         self._busy_lock = threading.Lock()
         self._senders: dict[tuple[int, str], tuple[int, Sender]] = {}
         self._ctx = SenderContext(guard=guard, timeout=settings.timeout, hostname=_hostname())
+        #: identifies this process's dispatcher in destination leases (several API nodes)
+        self.node_id = f"{_hostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, *, sole: bool = False) -> None:
+        """Start delivering. ``sole``: no other process can serve this store (SQLite), so
+        leases left by a previous run that crashed are dropped instead of waited out."""
         if self._thread is not None:
             return
+        if sole:
+            self.store.release_leases(None)
         self._pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="auditkeep-dlv")
         self._thread = threading.Thread(target=self._run, name="auditkeep-delivery", daemon=True)
         self._thread.start()
@@ -121,6 +131,10 @@ class Dispatcher:
         for _, sender in self._senders.values():
             _close(sender)
         self._senders.clear()
+        try:
+            self.store.release_leases(self.node_id)  # another node may take over at once
+        except Exception:
+            log.exception("releasing delivery leases failed")
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -174,6 +188,9 @@ class Dispatcher:
             return False
         if dest.next_attempt_at is not None and dest.next_attempt_at > now:
             return False
+        lease = now + int(max(30.0, 3 * self.settings.timeout) * _SECOND)
+        if not dests.claim(dest_id, self.node_id, now, lease):
+            return False  # another node's dispatcher is delivering it
         events_reader = self.store.events(tenant_id)
         want = self.settings.batch_size
         if dest.batch_end is not None:

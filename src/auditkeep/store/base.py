@@ -206,6 +206,11 @@ class TenantDestinations(Protocol):
 
     def delete(self, dest_id: str) -> bool: ...
 
+    def claim(self, dest_id: str, owner: str, now: int, until: int) -> bool:
+        """Take or renew the delivery lease of a destination for ``owner`` (a dispatcher of one
+        node) until ``until``; False if another owner holds an unexpired lease. With several
+        API nodes, only the holder delivers, so batches are not sent twice in parallel."""
+
 
 class TenantEvents(Protocol):
     """Read access to one tenant's events. Every method is scoped to that tenant."""
@@ -297,6 +302,10 @@ class Store(Protocol):
 
     def all_destinations(self) -> list[Destination]:
         """Every destination of every tenant (for the delivery metrics)."""
+
+    def release_leases(self, owner: str | None) -> int:
+        """Drop the delivery leases ``owner`` holds (every lease with None: a store only one
+        process can serve). Returns how many were dropped."""
 
     # the verifiable log
     def log(self, tenant_id: int) -> TenantLog: ...

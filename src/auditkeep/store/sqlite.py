@@ -416,6 +416,17 @@ class SQLiteStore:
             (now,),
         )
 
+    def release_leases(self, owner: str | None) -> int:
+        def txn(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "UPDATE destinations SET lease_owner = NULL, lease_until = NULL"
+                " WHERE lease_owner IS NOT NULL AND (? IS NULL OR lease_owner = ?)",
+                (owner, owner),
+            ).rowcount
+
+        released: int = self._write(txn)
+        return released
+
     def all_destinations(self) -> list[Destination]:
         return self._destinations_where("1 ORDER BY tenant_id, created_at, dest_id", ())
 
@@ -831,6 +842,17 @@ class SQLiteTenantDestinations:
                     dest_id,
                     from_cursor,
                 ),
+            ).rowcount
+
+        return bool(self._store._write(txn))
+
+    def claim(self, dest_id: str, owner: str, now: int, until: int) -> bool:
+        def txn(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "UPDATE destinations SET lease_owner = ?, lease_until = ?"
+                " WHERE tenant_id = ? AND dest_id = ? AND (lease_owner IS NULL"
+                " OR lease_owner = ? OR lease_until IS NULL OR lease_until < ?)",
+                (owner, until, self.tenant_id, dest_id, owner, now),
             ).rowcount
 
         return bool(self._store._write(txn))

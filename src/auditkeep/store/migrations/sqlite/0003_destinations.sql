@@ -19,6 +19,8 @@ CREATE TABLE destinations (
     last_attempt_at  INTEGER,
     last_success_at  INTEGER,
     delivered        INTEGER NOT NULL DEFAULT 0,-- events delivered, in total
+    lease_owner      TEXT,                      -- the dispatcher (node) delivering it now
+    lease_until      INTEGER,                   -- ... until then; another node may take over after
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, dest_id)
