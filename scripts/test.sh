@@ -4,10 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
-# Debian packages the tests start for real: rsyslog (+ its TLS driver) as a syslog receiver.
+# Debian packages the tests start for real: rsyslog (+ its TLS driver) as a syslog receiver,
+# PostgreSQL for the PostgreSQL store.
 need=()
 command -v rsyslogd >/dev/null 2>&1 || need+=(rsyslog)
 ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || need+=(rsyslog-gnutls)
+# PostgreSQL server binaries for tests/pg.py (it runs throwaway clusters as the postgres user;
+# Debian's default cluster on port 5432 is not needed, so none is created).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+if [[ " ${need[*]} " == *" postgresql "* ]]; then
+    mkdir -p /etc/postgresql-common/createcluster.d
+    echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/auditkeep-tests.conf
+fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "== installing Debian packages: ${need[*]}"
     if [ "$(id -u)" -ne 0 ]; then
@@ -25,4 +33,5 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"
+export REQUIRE_POSTGRES=1  # the PostgreSQL tests fail, not skip, if the server is missing
 .venv/bin/pytest "$@"

@@ -560,10 +560,10 @@ def _version() -> str:
 )
 def migrate(data_dir: Path) -> None:
     """Apply pending schema migrations to a data directory."""
-    from auditkeep.store.sqlite import SQLiteStore
+    from auditkeep.store import open_store
 
     try:
-        store = SQLiteStore(data_dir)
+        store = open_store(Config.load({"data_dir": data_dir}))
         version = store.migrate()
         store.close()
     except AuditkeepError as exc:

@@ -30,8 +30,8 @@ from auditkeep.model import EventValidationError, PreparedEvent, now_micros, pre
 from auditkeep.monitor.metrics import Metrics
 from auditkeep.query import QUERY_PARAMS, encode_cursor, parse_query
 from auditkeep.settings import DEFAULT_LOG_ORIGIN, Config
+from auditkeep.store import open_store
 from auditkeep.store.base import SYSTEM_TENANT_ID, SYSTEM_TENANT_SLUG, ApiKey, Position, Tenant
-from auditkeep.store.sqlite import SQLiteStore
 from auditkeep.tlog import Checkpointer, KeyRing, TransparencyLog, check_key_name
 
 log = logging.getLogger("auditkeep.core")
@@ -44,7 +44,7 @@ class Core:
         self.config = config
         check_key_name(config.log_origin)
         self.metrics = Metrics()
-        self.store = SQLiteStore(config.data_dir, durability=config.durability)
+        self.store = open_store(config)
         self.store.migrate()
         self.writer = GroupCommitWriter(
             self.store,

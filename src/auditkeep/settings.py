@@ -30,6 +30,22 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("data_dir", Path, Path("./auditkeep-data"), "Directory holding the SQLite store."),
+    Setting(
+        "database_url",
+        str,
+        "",
+        "PostgreSQL instead of the embedded SQLite store: a libpq URL such as "
+        "postgresql://auditkeep:PASSWORD@db1:5432,db2:5432/auditkeep"
+        "?target_session_attrs=read-write (several hosts: the node follows a failover). "
+        "Empty: SQLite in data_dir. The data directory still holds keys/ (signing and "
+        "delivery keys), which every API node needs a copy of.",
+    ),
+    Setting(
+        "database_pool_size",
+        int,
+        10,
+        "Most PostgreSQL connections one API node keeps open.",
+    ),
     Setting("host", str, "127.0.0.1", "Address the HTTP server binds to."),
     Setting("port", int, 8080, "TCP port the HTTP server listens on (0 picks a free one)."),
     Setting(
@@ -127,6 +143,8 @@ class Config:
     """Resolved settings for one server process."""
 
     data_dir: Path = Path("./auditkeep-data")
+    database_url: str = ""
+    database_pool_size: int = 10
     host: str = "127.0.0.1"
     port: int = 8080
     durability: str = "full"

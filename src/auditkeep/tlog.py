@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from auditkeep.errors import BadRequest, ConfigError, Conflict, NotFound
 from auditkeep.integrity.checkpoint import (
@@ -44,7 +44,9 @@ from auditkeep.integrity.merkle import (
 )
 from auditkeep.model import format_timestamp, now_micros
 from auditkeep.store.base import SigningKeyRecord, StoredCheckpoint, Tenant
-from auditkeep.store.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from auditkeep.store import AnyStore
 
 log = logging.getLogger("auditkeep.tlog")
 
@@ -70,7 +72,7 @@ def key_id_hex(key_id: int) -> str:
 class KeyRing:
     """The checkpoint signing keys of a data directory (see the module docstring)."""
 
-    def __init__(self, store: SQLiteStore, data_dir: Path, key_name: str) -> None:
+    def __init__(self, store: AnyStore, data_dir: Path, key_name: str) -> None:
         self._store = store
         self.dir = Path(data_dir) / KEYS_DIR
         self.configured_name = key_name
@@ -242,7 +244,7 @@ def checkpoint_json(cp: StoredCheckpoint) -> dict[str, Any]:
 class TransparencyLog:
     """Checkpoints and proofs over the store's per-tenant Merkle trees."""
 
-    def __init__(self, store: SQLiteStore, keys: KeyRing) -> None:
+    def __init__(self, store: AnyStore, keys: KeyRing) -> None:
         self.store = store
         self.keys = keys
 

@@ -24,8 +24,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -39,6 +38,9 @@ from auditkeep.integrity.merkle import EMPTY_ROOT, CompactRange, NodeReader
 from auditkeep.model import canonical_json, format_timestamp, leaf_hash, parse_timestamp
 from auditkeep.store.base import StoredEvent, Tenant
 from auditkeep.store.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from auditkeep.store import AnyStore
 
 CHUNK = 1 << 16
 """Seqs per work unit: a multiple of a large power of two, so chunks of a whole log are
@@ -389,7 +391,8 @@ def root_mismatch(cp: CheckedCheckpoint, recomputed: bytes, source: str) -> str:
 
 @dataclass(frozen=True)
 class _StoreTask:
-    db_path: str
+    locator: str  # the SQLite file, or the PostgreSQL URL when ``postgres``
+    postgres: bool
     tenant_id: int
     tenant: str
     lo: int  # first seq
@@ -420,21 +423,20 @@ def _check_store_chunk(task: _StoreTask) -> _ChunkResult:
     loop runs; otherwise :func:`_find_leaf_problems` names every difference.
     """
     out = _ChunkResult(task.lo)
-    conn = sqlite3.connect(f"file:{task.db_path}?mode=ro", uri=True, isolation_level=None)
+    # one snapshot for every query below, while the server writes
+    conn = _ChunkDB(task.locator, postgres=task.postgres)
     try:
-        conn.execute("BEGIN")  # one snapshot for every query below, while the server writes
         where = "FROM events WHERE tenant_id = ? AND seq BETWEEN ? AND ?"
         span = (task.tenant_id, task.lo, task.hi)
         count, first, last, stored_joined = conn.execute(
-            f"SELECT count(*), min(seq), max(seq), CAST(group_concat(leaf_hash, '') AS BLOB)"
-            f" {where}",
+            f"SELECT count(*), min(seq), max(seq), {conn.concat('leaf_hash', 'seq')} {where}",
             span,
-        ).fetchone()
+        )[0]
         out.count, out.first, out.last = count, first, last
         # only what the checks need reaches Python: leaf data, and for content checks the
         # seq and indexed occurred_at
         columns = "seq, occurred_at, leaf_data" if task.content else "leaf_data"
-        rows = conn.execute(f"SELECT {columns} {where} ORDER BY seq", span).fetchall()
+        rows = conn.execute(f"SELECT {columns} {where} ORDER BY seq", span)
         datas = [r[-1] for r in rows]
         try:
             hashes = hash_leaves(datas)
@@ -455,7 +457,7 @@ def _check_store_chunk(task: _StoreTask) -> _ChunkResult:
         else:
             full = conn.execute(
                 f"SELECT seq, occurred_at, leaf_hash, leaf_data {where} ORDER BY seq", span
-            ).fetchall()
+            )
             _find_leaf_problems(full, hashes, _node_rows(conn, leaf_range), task, out)
         if task.content:
             for (seq, occurred_at, _), data in zip(rows, datas, strict=True):
@@ -477,25 +479,68 @@ def _check_store_chunk(task: _StoreTask) -> _ChunkResult:
     return out
 
 
+class _ChunkDB:
+    """A worker's read-only connection to the store, in one read transaction (one snapshot):
+    the SQLite file, or the PostgreSQL database of a URL. Queries are written for SQLite
+    (``?`` parameters); only the concatenation of blobs differs."""
+
+    def __init__(self, locator: str, *, postgres: bool) -> None:
+        self.postgres = postgres
+        self._pg: Any = None
+        self._sqlite: sqlite3.Connection | None = None
+        if postgres:
+            from auditkeep.store.postgres import connect_snapshot
+
+            self._pg = connect_snapshot(locator)
+        else:
+            self._sqlite = sqlite3.connect(
+                f"file:{locator}?mode=ro", uri=True, isolation_level=None
+            )
+            try:
+                self._sqlite.execute("BEGIN")
+            except BaseException:
+                self._sqlite.close()
+                raise
+
+    def concat(self, column: str, order: str) -> str:
+        """SQL for the concatenation of a blob column over the rows, in ``order``."""
+        if self.postgres:
+            return f"string_agg({column}, ''::bytea ORDER BY {order})"
+        return f"CAST(group_concat({column}, '') AS BLOB)"
+
+    def execute(self, query: str, params: Sequence[Any]) -> list[Any]:
+        if self._sqlite is not None:
+            return self._sqlite.execute(query, params).fetchall()
+        rows: list[Any] = self._pg.execute(query.replace("?", "%s"), params).fetchall()
+        return rows
+
+    def close(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
+        if self._pg is not None:
+            self._pg.close()
+
+
 _NODE_RANGE = "FROM merkle_nodes WHERE tenant_id = ? AND level = ? AND idx >= ? AND idx < ?"
 
 
 def _nodes_equal(
-    conn: sqlite3.Connection, where: tuple[int, int, int, int], first: int, joined: bytes
+    conn: _ChunkDB, where: tuple[int, int, int, int], first: int, joined: bytes
 ) -> bool:
     """Whether the stored nodes in ``where`` are exactly ``joined`` (32 bytes each) from index
-    ``first`` on: SQLite concatenates them, so no row reaches Python. (If the concatenation
-    ever came out of order, the caller's exact per-row comparison finds nothing wrong.)"""
+    ``first`` on: the database concatenates them, so no row reaches Python. (If the
+    concatenation ever came out of order, the caller's exact per-row comparison finds nothing
+    wrong.)"""
     count, lo, hi, blob = conn.execute(
-        f"SELECT count(*), min(idx), max(idx), CAST(group_concat(hash, '') AS BLOB) {_NODE_RANGE}",
+        f"SELECT count(*), min(idx), max(idx), {conn.concat('hash', 'idx')} {_NODE_RANGE}",
         where,
-    ).fetchone()
+    )[0]
     n = len(joined) // 32
     return bool(count == n and lo == first and hi == first + n - 1 and blob == joined)
 
 
-def _node_rows(conn: sqlite3.Connection, where: tuple[int, int, int, int]) -> list[Any]:
-    return conn.execute(f"SELECT idx, hash {_NODE_RANGE} ORDER BY idx", where).fetchall()
+def _node_rows(conn: _ChunkDB, where: tuple[int, int, int, int]) -> list[Any]:
+    return conn.execute(f"SELECT idx, hash {_NODE_RANGE} ORDER BY idx", where)
 
 
 def _joined(values: Iterable[Any]) -> bytes | None:
@@ -553,7 +598,7 @@ def _find_leaf_problems(
 
 
 def _compare_interior_nodes(
-    conn: sqlite3.Connection,
+    conn: _ChunkDB,
     task: _StoreTask,
     levels: list[tuple[int, list[bytes]]],
     out: _ChunkResult,
@@ -584,7 +629,7 @@ def _compare_interior_nodes(
 class StoredLogInput:
     """What :func:`verify_store_log` needs about one tenant, read by the caller."""
 
-    db_path: Path
+    locator: str  # where workers open the store: the SQLite file, or the PostgreSQL URL
     tenant_id: int
     tenant: str
     origin: str
@@ -598,10 +643,11 @@ class StoredLogInput:
     verifiers: Sequence[Verifier]
     pinned: bool  # verifiers came from the user, not from the store
     nodes: NodeReader  # the stored tree, for nodes above chunk level
+    postgres: bool = False  # ``locator`` is a PostgreSQL URL
 
 
 def stored_log_input(
-    store: SQLiteStore,
+    store: AnyStore,
     tenant: Tenant,
     origin: str,
     verifiers: Sequence[Verifier],
@@ -621,7 +667,8 @@ def stored_log_input(
             after = batch[-1].size
         node_count = tenant_log.node_count()
     return StoredLogInput(
-        db_path=store.path,
+        locator=str(store.path) if isinstance(store, SQLiteStore) else store.url,
+        postgres=not isinstance(store, SQLiteStore),
         tenant_id=tenant.tenant_id,
         tenant=tenant.slug,
         origin=origin,
@@ -666,7 +713,8 @@ def verify_store_log(
         bounds.append((inp.event_count + 1, inp.last_seq))
     tasks = [
         _StoreTask(
-            str(inp.db_path),
+            inp.locator,
+            inp.postgres,
             inp.tenant_id,
             inp.tenant,
             lo,

@@ -1,0 +1,1466 @@
+"""The PostgreSQL store: the Store contract of ``store/base.py`` over a PostgreSQL database that
+several API nodes share (schema: ``migrations/postgres/*.sql``).
+
+Why it looks the way it does:
+
+* **Writers serialize in the database, not in the process.** ``append`` runs one transaction
+  that locks the ``log_heads`` rows of its tenants (``SELECT ... FOR UPDATE``, in tenant_id
+  order, so two nodes cannot deadlock), reads each Merkle frontier from that row (never from a
+  cache: another node may have appended), decides duplicates from ``event_ids``, assigns
+  gap-free seqs, extends the tree exactly as ``sqlite.py`` does, writes every table with COPY
+  and advances the heads. Each node keeps its own group-commit writer; nodes appending to the
+  same tenant take turns on the row lock.
+* **Idempotency survives failover.** An event whose commit outcome is unknown (the connection
+  broke during COMMIT) is reported as an error, never as accepted; the client's retry with the
+  same id is then either accepted or a duplicate. With ``durability=full`` a commit is
+  acknowledged only once PostgreSQL has made it durable (``synchronous_commit``; with a
+  synchronous standby, once the standby has it too), so no acknowledged event is lost when the
+  primary fails over.
+* **Partitions by month** of ``received_at`` for ``events`` and ``event_targets``, created ahead
+  of time by :meth:`PostgresStore.ensure_partitions`, so retention can drop whole months; a
+  DEFAULT partition catches anything else. A new partition is attached with ``ATTACH
+  PARTITION``, whose lock on the parent does not conflict with readers or writers; only the
+  DEFAULT partition is locked exclusively, and for at most a 2 s ``lock_timeout``.
+* **Idempotency without reading events**: a partitioned table's unique constraints must
+  include the partition key, so ``(tenant_id, id)`` is the primary key of the unpartitioned
+  ``event_ids`` table, which also holds the SHA-256 of the event's canonical content.
+* **Connections** come from a ``psycopg_pool.ConnectionPool`` of autocommit connections:
+  single-statement reads need no BEGIN/COMMIT; writes and :meth:`PostgresStore.snapshot` open
+  explicit transactions. After a broken connection the pool's idle connections are checked (a
+  failover kills them all); a read, or a transaction whose BEGIN found its connection dead, is
+  retried once on a fresh one.
+* **Errors are mapped at the boundary**: connection and operational errors become
+  ``StoreUnavailable`` (503, retry), unique violations ``Conflict`` where SQLite raises it,
+  anything else ``StoreError``. No message carries the password of the database URL.
+"""
+
+from __future__ import annotations
+
+import calendar
+import contextlib
+import getpass
+import hashlib
+import logging
+import os
+import re
+import threading
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import orjson
+import psycopg
+import psycopg_pool
+from psycopg import errors as pg_errors
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
+
+from auditkeep.errors import AuditkeepError, ConfigError, Conflict, StoreError, StoreUnavailable
+from auditkeep.integrity.merkle import EMPTY_ROOT, CompactRange
+from auditkeep.model import now_micros
+from auditkeep.store.base import (
+    DESTINATION_COLUMNS,
+    SYSTEM_TENANT_ID,
+    SYSTEM_TENANT_SLUG,
+    ApiKey,
+    AppendResult,
+    CheckpointSigner,
+    Destination,
+    LogHead,
+    PageRequest,
+    Position,
+    SigningKeyRecord,
+    StoredCheckpoint,
+    StoredEvent,
+    Tenant,
+    TenantAppend,
+)
+
+log = logging.getLogger("auditkeep.store.postgres")
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+
+_EMPTY_FRONTIER = CompactRange().to_bytes()
+_LOCK_KEY = 0x6175_6469_746B_6570  # pg_advisory_xact_lock key of schema changes ("auditkep")
+_PARTITION_MONTHS = 3  # the current month and the next two
+_PARTITIONED = ("events", "event_targets")
+_PARTITION_LOCK_TIMEOUT = "2s"  # ATTACH PARTITION waits (and delays readers) at most this
+_PARTITION_RETRY_US = 60 * 1_000_000  # after a failed ensure_partitions, try again this late
+_POOL_TIMEOUT = 10.0  # seconds to wait for a pooled connection
+_READY_TIMEOUT = 2.0  # ... for /readyz
+_CONNECT_TIMEOUT = 10  # seconds, unless the URL says otherwise
+_BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
+_BEGIN_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+
+_EVENT_COPY = (
+    "COPY events (tenant_id, seq, id, action, category, outcome, actor_id, occurred_at,"
+    " received_at, leaf_hash, leaf_data) FROM STDIN (FORMAT BINARY)"
+)
+_EVENT_TYPES = (
+    "int8",
+    "int8",
+    "text",
+    "text",
+    "text",
+    "text",
+    "bytea",
+    "int8",
+    "int8",
+    "bytea",
+    "bytea",
+)
+_TARGET_COPY = (
+    "COPY event_targets (tenant_id, seq, target_type, target_id, occurred_at, received_at)"
+    " FROM STDIN (FORMAT BINARY)"
+)
+_TARGET_TYPES = ("int8", "int8", "text", "bytea", "int8", "int8")
+_ID_COPY = "COPY event_ids (tenant_id, id, seq, content_hash) FROM STDIN (FORMAT BINARY)"
+_ID_TYPES = ("int8", "text", "int8", "bytea")
+_NODE_COPY = "COPY merkle_nodes (tenant_id, level, idx, hash) FROM STDIN (FORMAT BINARY)"
+_NODE_TYPES = ("int8", "int4", "int8", "bytea")
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files("auditkeep.store") / "migrations" / "postgres"
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text("utf-8")))
+    return sorted(found)
+
+
+# -- the database URL, without its password --------------------------------------------------
+
+_URL_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
+_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """``text`` with each of ``secrets`` (passwords, in any of the forms :func:`url_secrets`
+    lists) and the password of any PostgreSQL URL or conninfo in it replaced by ``***``."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        for form in {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote(secret)}:
+            text = text.replace(form, "***")
+    text = _URL_PASSWORD.sub(r"\1***@", text)
+    return _KEYWORD_PASSWORD.sub(r"\1***", text)
+
+
+def url_secrets(url: str) -> list[str]:
+    """Every form in which the password of ``url`` could reach a message: as parsed and as
+    written (percent-encoded or not) and, when the URL is malformed (a password with an
+    unescaped ``/``, ``@`` or ``:``), each piece of it that a parser may have taken for a host,
+    port or database name."""
+    found: set[str] = set()
+    try:
+        parsed = urllib.parse.urlsplit(url).password
+    except ValueError:
+        parsed = None
+    written = None
+    if "://" in url:
+        rest = url.split("://", 1)[1]
+        if "@" in rest:
+            credentials = rest.rsplit("@", 1)[0]  # up to the last '@': the password's end
+            if ":" in credentials:
+                written = credentials.split(":", 1)[1]
+    try:
+        keyword = conninfo_to_dict(url).get("password")
+    except psycopg.Error:
+        keyword = None
+    for value in (parsed, written, keyword):
+        if value:
+            found |= {str(value), urllib.parse.unquote(str(value))}
+    if written and urllib.parse.unquote(written) != urllib.parse.unquote(parsed or ""):
+        for value in (written, urllib.parse.unquote(written)):
+            for piece in re.split(r"[/?#@:]", value):
+                if len(piece) >= 3:
+                    found |= {piece, urllib.parse.unquote(piece)}
+    return sorted(found, key=len, reverse=True)
+
+
+def describe_url(url: str) -> str:
+    """Where ``url`` points, for messages: hosts and ports, database and user (no password)."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error:
+        return redact(url, *url_secrets(url))
+    return redact(_describe(params), *url_secrets(url))
+
+
+def _describe(params: dict[str, Any]) -> str:
+    hosts = str(params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST") or "")
+    ports = str(params.get("port") or os.environ.get("PGPORT") or "5432").split(",")
+    names = hosts.split(",") if hosts else ["localhost (Unix socket)"]
+    if len(ports) == 1:
+        ports = ports * len(names)
+    where = ",".join(
+        host if host.startswith("/") else f"{host}:{port}"
+        for host, port in zip(names, ports, strict=False)
+    )
+    user = str(params.get("user") or os.environ.get("PGUSER") or _os_user())
+    dbname = str(params.get("dbname") or os.environ.get("PGDATABASE") or user)
+    return f"{where} (database {dbname!r}, user {user!r})"
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "?"
+
+
+_LOGIN_PROBLEMS = (
+    "password",
+    "authentication",
+    "does not exist",
+    "no pg_hba.conf entry",
+    "permission denied",
+    "not permitted to log in",
+)
+
+
+def _month_bounds(now: int, count: int = _PARTITION_MONTHS) -> list[tuple[str, int, int]]:
+    """``(suffix, first, end)`` of ``count`` calendar months (UTC) from the one holding ``now``
+    (microseconds): first inclusive, end exclusive, both in microseconds."""
+    at = datetime.fromtimestamp(now // 1_000_000, UTC)
+    year, month = at.year, at.month
+    out = []
+    for _ in range(count):
+        nyear, nmonth = (year + 1, 1) if month == 12 else (year, month + 1)
+        first = calendar.timegm((year, month, 1, 0, 0, 0)) * 1_000_000
+        end = calendar.timegm((nyear, nmonth, 1, 0, 0, 0)) * 1_000_000
+        out.append((f"p{year:04d}_{month:02d}", first, end))
+        year, month = nyear, nmonth
+    return out
+
+
+def _next_month(now: int) -> int:
+    """The first microsecond of the month after the one holding ``now``."""
+    return _month_bounds(now, 1)[0][2]
+
+
+def _bindable(*values: str | None) -> bool:
+    """Whether every value can be sent as PostgreSQL text (no U+0000, valid UTF-8). A filter
+    value that cannot matches nothing: no stored text column holds such a value."""
+    for value in values:
+        if value is None:
+            continue
+        if "\x00" in value:
+            return False
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+    return True
+
+
+def _utf8(value: str) -> bytes:
+    """A free-form id (actor, target) as stored: its UTF-8 (bytea columns)."""
+    return value.encode("utf-8", errors="surrogatepass")
+
+
+def _content_hash(content: bytes) -> bytes:
+    return hashlib.sha256(content).digest()
+
+
+def connect_snapshot(url: str) -> Connection:
+    """One connection in a read-only REPEATABLE READ transaction (a consistent snapshot), for
+    verification workers. StoreUnavailable, without the password, if it cannot connect."""
+    secrets = url_secrets(url)
+    try:
+        params: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in conninfo_to_dict(url):
+            params["connect_timeout"] = _CONNECT_TIMEOUT
+        conn: Connection = psycopg.connect(url, **params)
+        try:
+            conn.execute(_BEGIN_SNAPSHOT)
+        except BaseException:
+            conn.close()
+            raise
+    except psycopg.Error as exc:
+        raise StoreUnavailable(
+            f"cannot read PostgreSQL at {describe_url(url)}: {redact(str(exc).strip(), *secrets)}"
+        ) from None
+    return conn
+
+
+class PostgresStore:
+    """Store implementation over a PostgreSQL database, shared by any number of API nodes."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, durability: str = "full") -> None:
+        self.url = url  # needed by verification workers; never put it in a message
+        self._secrets = url_secrets(url)
+        try:
+            params = conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            raise ConfigError(
+                f"database_url is not a usable PostgreSQL URL: {self._redact(str(exc))} "
+                "(expected postgresql://USER:PASSWORD@HOST:PORT/DATABASE)"
+            ) from None
+        self.where = self._redact(_describe(params))
+        if durability not in ("full", "normal"):
+            raise ConfigError(f"durability must be 'full' or 'normal', not {durability!r}")
+        if pool_size < 1:
+            raise ConfigError("database_pool_size must be at least 1")
+        self.durability = durability
+        self.pool_size = pool_size
+        self._begin_append = _BEGIN
+        if durability == "normal":
+            # survives a crash of the API node, may lose the last commits if PostgreSQL fails
+            self._begin_append += "; SET LOCAL synchronous_commit = off"
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in params and "PGCONNECT_TIMEOUT" not in os.environ:
+            kwargs["connect_timeout"] = _CONNECT_TIMEOUT
+        if "application_name" not in params and "PGAPPNAME" not in os.environ:
+            kwargs["application_name"] = "auditkeep"
+        self._probe(kwargs)
+        self._local = threading.local()
+        self._partitions_due = 0  # when append should next call ensure_partitions
+        self._partitions_lock = threading.Lock()
+        self._pool: psycopg_pool.ConnectionPool[Connection] = psycopg_pool.ConnectionPool(
+            url,
+            kwargs=kwargs,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            configure=self._configure,
+            name="auditkeep",
+            timeout=_POOL_TIMEOUT,
+        )
+        self._pool.open(wait=False)
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.where})"
+
+    # -- connections -----------------------------------------------------------------------
+
+    def _redact(self, text: str) -> str:
+        return redact(text, *self._secrets)
+
+    def _probe(self, kwargs: dict[str, Any]) -> None:
+        """Connect once, so that a wrong URL, password or address is reported now, plainly,
+        rather than as a pool timeout on the first request."""
+        try:
+            psycopg.connect(self.url, **kwargs).close()
+        except psycopg.OperationalError as exc:
+            detail = self._redact(str(exc).strip())
+            if any(p in detail.lower() for p in _LOGIN_PROBLEMS):
+                raise ConfigError(
+                    f"cannot log in to PostgreSQL at {self.where}: {detail}. Check the user, "
+                    "password and database name in database_url."
+                ) from None
+            raise StoreUnavailable(
+                f"cannot connect to PostgreSQL at {self.where}: {detail}. Check that the server "
+                "is running and reachable at the host and port of database_url."
+            ) from None
+        except psycopg.Error as exc:
+            raise ConfigError(
+                f"database_url is not usable: {self._redact(str(exc).strip())}"
+            ) from None
+
+    def _configure(self, conn: Connection) -> None:
+        """A new pooled connection. With durability=full a commit returns only once it is
+        flushed (and, with a synchronous standby, once the standby has it): a server default of
+        ``off`` or ``local`` is raised to ``on``; stronger settings are kept."""
+        if self.durability == "full":
+            row = conn.execute("SHOW synchronous_commit").fetchone()
+            if row is not None and row[0] in ("off", "local"):
+                conn.execute("SET synchronous_commit = on")
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Map driver errors to the store's (messages without the URL's password)."""
+        try:
+            yield
+        except AuditkeepError:
+            raise
+        except psycopg_pool.PoolClosed:
+            raise StoreUnavailable("the store is closed") from None
+        except psycopg_pool.PoolTimeout as exc:
+            raise StoreUnavailable(
+                f"no connection to PostgreSQL at {self.where} within {_POOL_TIMEOUT:g} s "
+                f"(pool of {self.pool_size}): {self._redact(str(exc))}"
+            ) from None
+        except pg_errors.ReadOnlySqlTransaction as exc:
+            raise StoreUnavailable(
+                f"PostgreSQL at {self.where} is read-only (a standby, or a primary being "
+                "demoted); list every host in database_url with target_session_attrs=read-write "
+                f"to follow a failover: {self._redact(str(exc))}"
+            ) from None
+        except (psycopg.OperationalError, pg_errors.TransactionRollback) as exc:
+            raise StoreUnavailable(
+                f"PostgreSQL at {self.where} is unavailable: {self._redact(str(exc).strip())}"
+            ) from None
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"PostgreSQL failed: {type(exc).__name__}: {self._redact(str(exc).strip())}"
+            ) from None
+
+    def _fetch(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read: on this thread's snapshot connection if there is one, else on a
+        pooled connection in autocommit (retried once when that connection was broken)."""
+        pinned: Connection | None = getattr(self._local, "conn", None)
+        with self._errors():
+            if pinned is not None:
+                return pinned.execute(query, params).fetchall()
+            for attempt in range(2):
+                with self._pool.connection() as conn:
+                    try:
+                        return conn.execute(query, params).fetchall()
+                    except psycopg.OperationalError:
+                        if attempt or not conn.broken:
+                            raise
+                self._pool.check()  # a failover breaks every idle connection: replace them
+        raise AssertionError("unreachable")
+
+    def _one(self, query: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        rows = self._fetch(query, params)
+        return rows[0] if rows else None
+
+    @contextlib.contextmanager
+    def _transaction(self, begin: str = _BEGIN) -> Iterator[Connection]:
+        """One read-write transaction on a pooled connection, committed on success."""
+        with self._errors():
+            conn = self._checkout(begin)
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                _rollback(conn)
+                if isinstance(exc, psycopg.OperationalError) and conn.broken:
+                    with contextlib.suppress(psycopg.Error):
+                        self._pool.check()
+                raise
+            finally:
+                self._pool.putconn(conn)
+
+    def _checkout(self, begin: str) -> Connection:
+        """A pooled connection on which ``begin`` has run. One found dead (after a failover
+        every idle connection is) is replaced once: nothing of the transaction was sent yet,
+        so this retry is safe even for writes. (A failure later in a write is not retried
+        here; if it hit the COMMIT its outcome is unknown, and the client's retry with the
+        same event ids decides it.)"""
+        for attempt in range(2):
+            conn = self._pool.getconn()
+            try:
+                conn.execute(begin)
+            except psycopg.OperationalError:
+                broken = conn.broken
+                self._pool.putconn(conn)
+                if attempt or not broken:
+                    raise
+                self._pool.check()
+                continue
+            return conn
+        raise AssertionError("unreachable")
+
+    # -- schema ----------------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Apply pending migrations in one transaction, under an advisory lock (several nodes
+        may start together), then make this month's partitions and the next two
+        (:meth:`ensure_partitions`)."""
+        known = _migrations()
+        newest = max(number for number, _ in known)
+        with self._transaction() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            # the one table whose primary key is not led by tenant_id: it describes the database
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations"
+                " (version integer PRIMARY KEY, applied_at bigint NOT NULL)"
+            )
+            done = {int(r[0]) for r in conn.execute("SELECT version FROM schema_migrations")}
+            version = max(done, default=0)
+            if version > newest:
+                raise ConfigError(
+                    f"the database schema is at version {version} but this auditkeep knows up "
+                    f"to {newest}: upgrade auditkeep"
+                )
+            for number, script in known:
+                if number in done:
+                    continue
+                conn.execute(script)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (%s, %s)",
+                    (number, now_micros()),
+                )
+                version = max(version, number)
+            _build_missing_trees(conn)
+            conn.execute(
+                "INSERT INTO tenants (tenant_id, slug, name, created_at)"
+                " VALUES (%s, %s, 'operator keys', 0) ON CONFLICT DO NOTHING",
+                (SYSTEM_TENANT_ID, SYSTEM_TENANT_SLUG),
+            )
+        # Outside the migration: on a busy database ATTACH PARTITION may not get its locks
+        # within its lock_timeout; the DEFAULT partition takes the rows until a later call
+        # (append makes one once a month) succeeds, so that must not stop the node.
+        try:
+            self.ensure_partitions()
+        except StoreUnavailable as exc:
+            log.warning("could not create the monthly partitions yet (will retry): %s", exc)
+        else:
+            self._partitions_due = _next_month(now_micros())
+        return version
+
+    def schema_version(self) -> int:
+        row = self._one("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        if row is None or not row[0]:
+            return 0
+        row = self._one("SELECT max(version) FROM schema_migrations")
+        return int(row[0] or 0) if row else 0
+
+    def ensure_partitions(self, now: int | None = None) -> list[str]:
+        """Make the monthly partitions of ``events`` and ``event_targets`` for the month of
+        ``now`` (microseconds; default: the clock) and the next two; return those made.
+
+        Idempotent and cheap when they exist (one catalog query). A new partition is made
+        empty, filled with any rows of its month that the DEFAULT partition caught, and
+        attached (which does not block readers or writers of the other partitions); if that
+        cannot get its locks within a few seconds it raises StoreUnavailable and can simply be
+        called again later: until then the DEFAULT partition takes the rows.
+        """
+        months = _month_bounds(now_micros() if now is None else now)
+        names = [f"{parent}_{suffix}" for parent in _PARTITIONED for suffix, _, _ in months]
+        row = self._one(
+            "SELECT count(*) FROM unnest(%s::text[]) AS n WHERE to_regclass(n) IS NULL", (names,)
+        )
+        if row is None or not row[0]:
+            return []
+        with self._transaction() as conn:
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (_PARTITION_LOCK_TIMEOUT,))
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            made = _create_partitions(conn, months)
+        for name in made:
+            log.info("created partition %s", name)
+        return made
+
+    def _maybe_ensure_partitions(self) -> None:
+        """Called by append: once a month (and at the first append), make the partitions of
+        the next months, so a node that runs for months keeps them ahead of time."""
+        now = now_micros()
+        if now < self._partitions_due or not self._partitions_lock.acquire(blocking=False):
+            return
+        try:
+            self.ensure_partitions(now)
+            self._partitions_due = _next_month(now)
+        except StoreError as exc:
+            log.warning("could not create the next monthly partitions (will retry): %s", exc)
+            self._partitions_due = now + _PARTITION_RETRY_US
+        finally:
+            self._partitions_lock.release()
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads of this thread inside the block see one consistent state of the store."""
+        if getattr(self._local, "conn", None) is not None:
+            yield
+            return
+        with self._errors():
+            conn = self._checkout(_BEGIN_SNAPSHOT)
+            self._local.conn = conn
+            try:
+                yield
+            finally:
+                self._local.conn = None
+                _rollback(conn)
+                self._pool.putconn(conn)
+
+    def check_ready(self) -> None:
+        """Raise StoreUnavailable unless a writable primary answers within a readiness probe's
+        patience (_READY_TIMEOUT): a load balancer must hear "not ready" quickly, not after the
+        pool's own, longer wait."""
+        with self._errors(), self._pool.connection(timeout=_READY_TIMEOUT) as conn:
+            row = conn.execute(
+                "SELECT pg_is_in_recovery(), EXISTS (SELECT 1 FROM log_heads)"
+            ).fetchone()
+        if row is not None and row[0]:
+            raise StoreUnavailable(
+                f"PostgreSQL at {self.where} is a read-only standby; list every host in "
+                "database_url with target_session_attrs=read-write to follow a failover"
+            )
+
+    def close(self) -> None:
+        self._pool.close()
+
+    # -- tenants and keys ------------------------------------------------------------------
+
+    def create_tenant(self, slug: str, name: str) -> Tenant:
+        now = now_micros()
+        with self._transaction() as conn:
+            try:
+                row = conn.execute(
+                    "INSERT INTO tenants (slug, name, created_at) VALUES (%s, %s, %s)"
+                    " RETURNING tenant_id",
+                    (slug, name, now),
+                ).fetchone()
+            except pg_errors.UniqueViolation:
+                raise Conflict(f"a tenant named {slug!r} already exists") from None
+            assert row is not None
+            tenant_id = int(row[0])
+            conn.execute(
+                "INSERT INTO log_heads (tenant_id, size, frontier, root) VALUES (%s, 0, %s, %s)",
+                (tenant_id, _EMPTY_FRONTIER, EMPTY_ROOT),
+            )
+        return Tenant(tenant_id, slug, name, now)
+
+    def get_tenant(self, slug: str) -> Tenant | None:
+        if not _bindable(slug):
+            return None
+        row = self._one(
+            "SELECT tenant_id, slug, name, created_at FROM tenants WHERE slug = %s", (slug,)
+        )
+        return Tenant(*row) if row else None
+
+    def list_tenants(self) -> list[Tenant]:
+        rows = self._fetch(
+            "SELECT tenant_id, slug, name, created_at FROM tenants WHERE tenant_id <> %s"
+            " ORDER BY slug",
+            (SYSTEM_TENANT_ID,),
+        )
+        return [Tenant(*row) for row in rows]
+
+    def create_key(self, key: ApiKey) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO api_keys (tenant_id, key_id, secret_hash, scopes, name, created_at,"
+                " expires_at, revoked_at, rate_limit_rps)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    key.tenant_id,
+                    key.key_id,
+                    key.secret_hash,
+                    " ".join(sorted(key.scopes)),
+                    key.name,
+                    key.created_at,
+                    key.expires_at,
+                    key.revoked_at,
+                    key.rate_limit_rps,
+                ),
+            )
+
+    _KEY_COLUMNS = (
+        "k.tenant_id, t.slug, k.key_id, k.secret_hash, k.scopes, k.name, k.created_at,"
+        " k.expires_at, k.revoked_at, k.rate_limit_rps"
+    )
+
+    @staticmethod
+    def _key(row: Sequence[Any]) -> ApiKey:
+        return ApiKey(
+            tenant_id=int(row[0]),
+            tenant_slug=row[1],
+            key_id=row[2],
+            secret_hash=bytes(row[3]),
+            scopes=frozenset(row[4].split()),
+            name=row[5],
+            created_at=int(row[6]),
+            expires_at=row[7],
+            revoked_at=row[8],
+            rate_limit_rps=row[9],
+        )
+
+    def find_key(self, key_id: str) -> ApiKey | None:
+        if not _bindable(key_id):
+            return None
+        row = self._one(
+            f"SELECT {self._KEY_COLUMNS} FROM api_keys k JOIN tenants t USING (tenant_id)"
+            " WHERE k.key_id = %s",
+            (key_id,),
+        )
+        return self._key(row) if row else None
+
+    def list_keys(self, tenant_id: int) -> list[ApiKey]:
+        rows = self._fetch(
+            f"SELECT {self._KEY_COLUMNS} FROM api_keys k JOIN tenants t USING (tenant_id)"
+            " WHERE k.tenant_id = %s ORDER BY k.created_at, k.key_id",
+            (tenant_id,),
+        )
+        return [self._key(row) for row in rows]
+
+    def revoke_key(self, tenant_id: int, key_id: str, at: int) -> ApiKey | None:
+        if not _bindable(key_id):
+            return None
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE api_keys SET revoked_at = coalesce(revoked_at, %s)"
+                " WHERE tenant_id = %s AND key_id = %s",
+                (at, tenant_id, key_id),
+            )
+        key = self.find_key(key_id)
+        return key if key is not None and key.tenant_id == tenant_id else None
+
+    # -- events ----------------------------------------------------------------------------
+
+    def append(self, batches: Sequence[TenantAppend]) -> list[list[AppendResult]]:
+        if not batches:
+            return []
+        self._maybe_ensure_partitions()
+        with self._transaction(self._begin_append) as conn:
+            return _append_in_txn(conn, batches)
+
+    def events(self, tenant_id: int) -> PostgresTenantEvents:
+        return PostgresTenantEvents(self, tenant_id)
+
+    # -- delivery --------------------------------------------------------------------------
+
+    def destinations(self, tenant_id: int) -> PostgresTenantDestinations:
+        return PostgresTenantDestinations(self, tenant_id)
+
+    def due_destinations(self, now: int) -> list[Destination]:
+        return self._destinations_where(
+            "state = 'active' AND (next_attempt_at IS NULL OR next_attempt_at <= %s)"
+            " ORDER BY coalesce(next_attempt_at, 0), tenant_id, dest_id",
+            (now,),
+        )
+
+    def release_leases(self, owner: str | None) -> int:
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "UPDATE destinations SET lease_owner = NULL, lease_until = NULL"
+                " WHERE lease_owner IS NOT NULL AND (%s::text IS NULL OR lease_owner = %s)",
+                (owner, owner),
+            )
+            return cur.rowcount
+
+    def all_destinations(self) -> list[Destination]:
+        return self._destinations_where("true ORDER BY tenant_id, created_at, dest_id", ())
+
+    def _destinations_where(self, where: str, params: Sequence[Any]) -> list[Destination]:
+        rows = self._fetch(f"SELECT {_DEST_SELECT} FROM destinations WHERE {where}", params)
+        return [_destination(r) for r in rows]
+
+    # -- the verifiable log ----------------------------------------------------------------
+
+    def log(self, tenant_id: int) -> PostgresTenantLog:
+        return PostgresTenantLog(self, tenant_id)
+
+    def add_checkpoint(
+        self, tenant_id: int, sign: CheckpointSigner, *, force: bool = False
+    ) -> tuple[StoredCheckpoint, bool]:
+        # The head row is locked like a writer's: the head and the latest checkpoint are read
+        # together, and two nodes signing at once take turns.
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT size, root FROM log_heads WHERE tenant_id = %s FOR UPDATE", (tenant_id,)
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"tenant {tenant_id} has no log head")
+            size, root = int(row[0]), bytes(row[1])
+            key_ids = sign.key_ids()
+            latest = _checkpoint_rows(
+                conn, "WHERE tenant_id = %s ORDER BY size DESC LIMIT 1", (tenant_id,)
+            )
+            if latest and not force:
+                last = latest[0]
+                if last.size > size:
+                    raise StoreError(
+                        f"tenant {tenant_id}: the latest checkpoint has size {last.size} but "
+                        f"the log head has size {size}; the store was rolled back "
+                        "(run `auditkeep verify`)"
+                    )
+                if last.size == size and last.key_ids == key_ids:
+                    return last, False
+            note = sign(size, root)
+            made = StoredCheckpoint(size, root, now_micros(), key_ids, note)
+            conn.execute(
+                "INSERT INTO checkpoints (tenant_id, size, root, created_at, key_ids, note)"
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (tenant_id, size) DO UPDATE SET"
+                " root = excluded.root, created_at = excluded.created_at,"
+                " key_ids = excluded.key_ids, note = excluded.note",
+                (tenant_id, size, root, made.created_at, " ".join(key_ids), note),
+            )
+        return made, True
+
+    def signing_keys(self) -> list[SigningKeyRecord]:
+        rows = self._fetch(
+            "SELECT key_id, name, vkey, state, created_at, retired_at FROM signing_keys"
+            " WHERE tenant_id = %s"
+            " ORDER BY CASE state WHEN 'active' THEN 0 WHEN 'retiring' THEN 1 ELSE 2 END,"
+            " created_at DESC, key_id",
+            (SYSTEM_TENANT_ID,),
+        )
+        return [SigningKeyRecord(*row) for row in rows]
+
+    def add_signing_key(self, record: SigningKeyRecord, *, rotate: bool) -> bool:
+        """Store a new active key. Without ``rotate`` only if there is no active key yet
+        (returns False otherwise); with it the active key becomes ``retiring`` (it co-signs).
+        Nodes starting together take turns on a table lock, so only one first key is made."""
+        with self._transaction() as conn:
+            conn.execute("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
+            active = conn.execute(
+                "SELECT 1 FROM signing_keys WHERE tenant_id = %s AND state = 'active'",
+                (SYSTEM_TENANT_ID,),
+            ).fetchone()
+            if active is not None and not rotate:
+                return False
+            conn.execute(
+                "UPDATE signing_keys SET state = 'retiring' WHERE tenant_id = %s"
+                " AND state = 'active'",
+                (SYSTEM_TENANT_ID,),
+            )
+            conn.execute(
+                "INSERT INTO signing_keys (tenant_id, key_id, name, vkey, state, created_at,"
+                " retired_at) VALUES (%s, %s, %s, %s, 'active', %s, NULL)",
+                (SYSTEM_TENANT_ID, record.key_id, record.name, record.vkey, record.created_at),
+            )
+        return True
+
+    def retire_signing_keys(self, at: int) -> list[SigningKeyRecord]:
+        """Mark every ``retiring`` key ``retired`` (it stops co-signing); return those keys."""
+        before = [k for k in self.signing_keys() if k.state == "retiring"]
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE signing_keys SET state = 'retired', retired_at = %s"
+                " WHERE tenant_id = %s AND state = 'retiring'",
+                (at, SYSTEM_TENANT_ID),
+            )
+        return before
+
+
+def _rollback(conn: Connection) -> None:
+    """End the connection's transaction, if any, without raising (it may be broken)."""
+    if conn.closed or conn.info.transaction_status == TransactionStatus.IDLE:
+        return
+    with contextlib.suppress(psycopg.Error):
+        conn.execute("ROLLBACK")
+
+
+# -- append --------------------------------------------------------------------------------
+
+
+def _append_in_txn(conn: Connection, batches: Sequence[TenantAppend]) -> list[list[AppendResult]]:
+    tids = sorted({b.tenant_id for b in batches})
+    # Lock the heads in tenant_id order (a writer on another node that wants the same tenants
+    # waits here, and no two writers can deadlock), then read the frontiers they hold.
+    heads = {
+        int(tid): (int(size), frontier)
+        for tid, size, frontier in conn.execute(
+            "SELECT tenant_id, size, frontier FROM log_heads WHERE tenant_id = ANY(%s)"
+            " ORDER BY tenant_id FOR UPDATE",
+            (tids,),
+        )
+    }
+    trees = {tid: _frontier(tid, heads.get(tid)) for tid in tids}
+    # Ids already stored (one query for every tenant of the call), then ids decided earlier in
+    # this same call: (seq, SHA-256 of the canonical content).
+    wanted = {(b.tenant_id, ev.id) for b in batches for ev in b.events}
+    seen: dict[tuple[int, str], tuple[int, bytes]] = {}
+    if wanted:
+        keys = list(wanted)
+        for tid, event_id, seq, content_hash in conn.execute(
+            "SELECT i.tenant_id, i.id, i.seq, i.content_hash"
+            " FROM unnest(%s::bigint[], %s::text[]) AS k (tenant_id, id)"
+            ' JOIN event_ids i ON i.tenant_id = k.tenant_id AND i.id = k.id COLLATE "C"',
+            ([k[0] for k in keys], [k[1] for k in keys]),
+        ):
+            seen[(int(tid), event_id)] = (int(seq), bytes(content_hash))
+    events: list[tuple[Any, ...]] = []
+    targets: list[tuple[Any, ...]] = []
+    ids: list[tuple[Any, ...]] = []
+    nodes: list[tuple[Any, ...]] = []
+    grown: set[int] = set()
+    out: list[list[AppendResult]] = []
+    for batch in batches:
+        tid = batch.tenant_id
+        tree = trees[tid]
+        size = tree.size
+        leaves = []
+        results = []
+        for ev in batch.events:
+            digest = _content_hash(ev.content)
+            prior = seen.get((tid, ev.id))
+            if prior is not None:
+                same = prior[1] == digest
+                results.append(AppendResult("duplicate" if same else "conflict", prior[0]))
+                continue
+            size += 1
+            seen[(tid, ev.id)] = (size, digest)
+            events.append(
+                (
+                    tid,
+                    size,
+                    ev.id,
+                    ev.action,
+                    ev.category,
+                    ev.outcome,
+                    _utf8(ev.actor_id),
+                    ev.occurred_at,
+                    ev.received_at,
+                    ev.leaf_hash,
+                    ev.leaf_data,
+                )
+            )
+            for ttype, target_id in set(ev.targets):
+                targets.append((tid, size, ttype, _utf8(target_id), ev.occurred_at, ev.received_at))
+            ids.append((tid, ev.id, size, digest))
+            leaves.append(ev.leaf_hash)
+            results.append(AppendResult("accepted", size))
+        if leaves:
+            nodes += [(tid, level, idx, h) for level, idx, h in tree.extend(leaves)]
+            grown.add(tid)
+        out.append(results)
+    with conn.cursor() as cur:
+        for statement, types, rows in (
+            (_EVENT_COPY, _EVENT_TYPES, events),
+            (_TARGET_COPY, _TARGET_TYPES, targets),
+            (_ID_COPY, _ID_TYPES, ids),
+            (_NODE_COPY, _NODE_TYPES, nodes),
+        ):
+            if rows:
+                with cur.copy(statement) as copy:
+                    copy.set_types(list(types))
+                    for row in rows:
+                        copy.write_row(row)
+    _update_heads(conn, {tid: trees[tid] for tid in sorted(grown)})
+    return out
+
+
+def _frontier(tenant_id: int, head: tuple[int, bytes | None] | None) -> CompactRange:
+    """The tenant's Merkle frontier from its log_heads row, checked against the head's size."""
+    if head is None:
+        raise StoreError(f"tenant {tenant_id} has no log head")
+    size, frontier = head
+    if frontier is None:
+        raise StoreError(f"tenant {tenant_id}'s Merkle tree is not built; run `auditkeep migrate`")
+    try:
+        tree = CompactRange.from_bytes(bytes(frontier))
+    except ValueError as exc:
+        raise StoreError(
+            f"tenant {tenant_id}: the stored Merkle frontier is corrupt: {exc}"
+        ) from None
+    if tree.size != size:
+        raise StoreError(
+            f"tenant {tenant_id}: the log head has size {size} but its Merkle frontier has "
+            f"size {tree.size}; the store is inconsistent (run `auditkeep verify`)"
+        )
+    return tree
+
+
+def _update_heads(conn: Connection, trees: dict[int, CompactRange]) -> None:
+    """Advance the heads of the tenants that grew (their rows are locked by this transaction)."""
+    if not trees:
+        return
+    conn.execute(
+        "UPDATE log_heads h SET size = v.size, frontier = v.frontier, root = v.root"
+        " FROM unnest(%s::bigint[], %s::bigint[], %s::bytea[], %s::bytea[])"
+        " AS v (tenant_id, size, frontier, root) WHERE h.tenant_id = v.tenant_id",
+        (
+            list(trees),
+            [t.size for t in trees.values()],
+            [t.to_bytes() for t in trees.values()],
+            [t.root() for t in trees.values()],
+        ),
+    )
+
+
+def _build_missing_trees(conn: Connection) -> None:
+    """Build the Merkle tree of every log that has events but no tree (a database migrated
+    from version 1): the stored leaf hashes in seq order, every perfect subtree inserted,
+    exactly as the writer would have done."""
+    pending = conn.execute(
+        "SELECT tenant_id, size FROM log_heads WHERE frontier IS NULL ORDER BY tenant_id FOR UPDATE"
+    ).fetchall()
+    for tenant_id, size in pending:
+        tree = CompactRange()
+        while True:
+            rows = conn.execute(
+                "SELECT seq, leaf_hash FROM events WHERE tenant_id = %s AND seq > %s"
+                " ORDER BY seq LIMIT 20000",
+                (tenant_id, tree.size),
+            ).fetchall()
+            if not rows:
+                break
+            nodes = []
+            for seq, leaf in rows:
+                if seq != tree.size + 1:
+                    raise StoreError(
+                        f"cannot build tenant {tenant_id}'s Merkle tree: seq {tree.size + 1} is "
+                        f"missing (the next stored event is seq {seq}); run `auditkeep verify`"
+                    )
+                nodes += [(tenant_id, level, idx, h) for level, idx, h in tree.append(bytes(leaf))]
+            with conn.cursor() as cur, cur.copy(_NODE_COPY) as copy:
+                copy.set_types(list(_NODE_TYPES))
+                for node in nodes:
+                    copy.write_row(node)
+        if tree.size != size:
+            raise StoreError(
+                f"cannot build tenant {tenant_id}'s Merkle tree: the log head says {size} events "
+                f"but {tree.size} are stored; run `auditkeep verify`"
+            )
+        conn.execute(
+            "UPDATE log_heads SET frontier = %s, root = %s WHERE tenant_id = %s",
+            (tree.to_bytes(), tree.root(), tenant_id),
+        )
+
+
+def _create_partitions(conn: Connection, months: list[tuple[str, int, int]]) -> list[str]:
+    """Make the missing monthly partitions (the caller holds the schema advisory lock).
+
+    Each is created as a plain table, given the rows of its month that the DEFAULT partition
+    holds, and attached: ATTACH PARTITION takes only a SHARE UPDATE EXCLUSIVE lock on the
+    parent (CREATE TABLE ... PARTITION OF would block every reader and writer of it).
+    """
+    made = []
+    for parent in _PARTITIONED:
+        for suffix, first, end in months:
+            name = f"{parent}_{suffix}"
+            row = conn.execute("SELECT to_regclass(%s) IS NULL", (name,)).fetchone()
+            if row is None or not row[0]:
+                continue
+            table, parent_id = sql.Identifier(name), sql.Identifier(parent)
+            default = sql.Identifier(f"{parent}_default")
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+                ).format(table, parent_id)
+            )
+            conn.execute(
+                sql.SQL(
+                    "WITH moved AS (DELETE FROM {} WHERE received_at >= %s AND received_at < %s"
+                    " RETURNING *) INSERT INTO {} SELECT * FROM moved"
+                ).format(default, table),
+                (first, end),
+            )
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+                    parent_id, table, sql.Literal(first), sql.Literal(end)
+                )
+            )
+            made.append(name)
+    return made
+
+
+# -- reads -----------------------------------------------------------------------------------
+
+_EVENT_COLUMNS = "e.seq, e.occurred_at, e.leaf_hash, e.leaf_data"
+# An action prefix with more distinct actions than this under it is read as one range instead.
+_PREFIX_MERGE_MAX_ACTIONS = 64
+
+
+def _stored(row: Sequence[Any]) -> StoredEvent:
+    return StoredEvent(int(row[0]), int(row[1]), bytes(row[2]), bytes(row[3]))
+
+
+class PostgresTenantEvents:
+    """One tenant's events. Every statement here binds ``tenant_id``."""
+
+    def __init__(self, store: PostgresStore, tenant_id: int) -> None:
+        self._store = store
+        self.tenant_id = tenant_id
+
+    def _rows(self, query: str, params: Sequence[Any]) -> list[StoredEvent]:
+        return [_stored(r) for r in self._store._fetch(query, params)]
+
+    def query(self, page: PageRequest) -> list[StoredEvent]:
+        f = page.filters
+        if page.limit <= 0 or not _bindable(
+            f.action, f.action_prefix, f.target_type, f.outcome, f.category
+        ):
+            return []
+        # conditions on the event's own columns (the tenant is bound separately)
+        conditions: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("e.actor_id", _utf8(f.actor_id) if f.actor_id is not None else None),
+            ("e.action", f.action),
+            ("e.outcome", f.outcome),
+            ("e.category", f.category),
+        ):
+            if value is not None:
+                conditions.append(f"{column} = %s")
+                params.append(value)
+        prefix_range: tuple[str, str] | None = None
+        if f.action_prefix:
+            # 'user.' <= action < 'user/' : every action starting with 'user.' (COLLATE "C")
+            prefix_range = (
+                f.action_prefix,
+                f.action_prefix[:-1] + chr(ord(f.action_prefix[-1]) + 1),
+            )
+            conditions.append("e.action >= %s AND e.action < %s")
+            params += prefix_range
+        # the time window, on events or on event_targets (both hold the event's occurred_at)
+        times: list[str] = []
+        time_params: list[Any] = []
+        if f.since is not None:
+            times.append("occurred_at >= %s")
+            time_params.append(f.since)
+        if f.until is not None:
+            times.append("occurred_at < %s")
+            time_params.append(f.until)
+        cmp, order = ("<", "DESC") if page.descending else (">", "ASC")
+        if f.target_id is not None or f.target_type is not None:
+            return self._query_by_target(page, conditions, params, times, time_params, cmp, order)
+        where = ["e.tenant_id = %s", *conditions, *(f"e.{t}" for t in times)]
+        all_params: list[Any] = [self.tenant_id, *params, *time_params]
+        if page.after is not None:
+            where.append(f"(e.occurred_at, e.seq) {cmp} (%s, %s)")
+            all_params += [page.after.occurred_at, page.after.seq]
+        if prefix_range is not None and f.actor_id is None:
+            actions = self._actions_in(*prefix_range)
+            if len(actions) <= _PREFIX_MERGE_MAX_ACTIONS:
+                return self._query_actions(actions, where, all_params, order, page.limit)
+        query = (
+            f"SELECT {_EVENT_COLUMNS} FROM events e WHERE {' AND '.join(where)} "
+            f"ORDER BY e.occurred_at {order}, e.seq {order} LIMIT %s"
+        )
+        return self._rows(query, [*all_params, page.limit])
+
+    def _actions_in(self, low: str, high: str) -> list[str]:
+        """The distinct actions in ``[low, high)``, by skip-scan (one index seek each, in one
+        recursive query), at most one more than the merge takes."""
+        rows = self._store._fetch(
+            "WITH RECURSIVE a (action) AS ("
+            " (SELECT action FROM events WHERE tenant_id = %s AND action >= %s AND action < %s"
+            "  ORDER BY action LIMIT 1)"
+            " UNION ALL"
+            " SELECT (SELECT e.action FROM events e WHERE e.tenant_id = %s"
+            "  AND e.action > a.action AND e.action < %s ORDER BY e.action LIMIT 1)"
+            " FROM a WHERE a.action IS NOT NULL)"
+            " SELECT action FROM a WHERE action IS NOT NULL LIMIT %s",
+            (self.tenant_id, low, high, self.tenant_id, high, _PREFIX_MERGE_MAX_ACTIONS + 1),
+        )
+        return [r[0] for r in rows]
+
+    def _query_actions(
+        self, actions: list[str], where: list[str], params: list[Any], order: str, limit: int
+    ) -> list[StoredEvent]:
+        """An action-prefix page as a merge of one index-ordered scan per action under it.
+
+        A range over ``events_by_action`` is not in (occurred_at, seq) order, so it would
+        have to be sorted whole before the LIMIT; each ``action = %s`` part is read in order
+        from the index (across partitions: a Merge Append) and stops after ``limit`` rows, and
+        only the union of those, at most ``limit`` per action, is sorted.
+        """
+        if not actions:
+            return []
+        part = (
+            f"(SELECT {_EVENT_COLUMNS} FROM events e WHERE e.action = %s AND"
+            f" {' AND '.join(where)} ORDER BY e.occurred_at {order}, e.seq {order} LIMIT %s)"
+        )
+        query = (
+            f"SELECT * FROM ({' UNION ALL '.join([part] * len(actions))}) AS e"
+            f" ORDER BY e.occurred_at {order}, e.seq {order} LIMIT %s"
+        )
+        all_params: list[Any] = []
+        for action in actions:
+            all_params += [action, *params, limit]
+        return self._rows(query, [*all_params, limit])
+
+    def _query_by_target(
+        self,
+        page: PageRequest,
+        conditions: list[str],
+        params: list[Any],
+        times: list[str],
+        time_params: list[Any],
+        cmp: str,
+        order: str,
+    ) -> list[StoredEvent]:
+        """Drive the query from event_targets, in index order, and look each event up by its
+        primary key (with received_at, so one partition is searched).
+
+        Without conditions on the event itself, a page of keys is taken first and only those
+        events are read; with them, each key's event is checked in a LATERAL lookup (its
+        LIMIT 1 keeps the planner from turning it into a hash join over every key), so the
+        scan stops as soon as the page is full. One event may match through several targets:
+        such repeats are adjacent in sort order and dropped while paging.
+        """
+        f = page.filters
+        tconds = ["t.tenant_id = %s", *(f"t.{t}" for t in times)]
+        tparams: list[Any] = [self.tenant_id, *time_params]
+        if f.target_id is not None:
+            tconds.append("t.target_id = %s")
+            tparams.append(_utf8(f.target_id))
+        if f.target_type is not None:
+            tconds.append("t.target_type = %s")
+            tparams.append(f.target_type)
+        keys_order = f"ORDER BY t.occurred_at {order}, t.seq {order}"
+        lookup = "e.tenant_id = %s AND e.seq = k.seq AND e.received_at = k.received_at"
+        out: list[StoredEvent] = []
+        after = page.after
+        while len(out) < page.limit:
+            cursor_sql, cursor_params = "", []
+            if after is not None:
+                cursor_sql = f" AND (t.occurred_at, t.seq) {cmp} (%s, %s)"
+                cursor_params = [after.occurred_at, after.seq]
+            want = page.limit - len(out)
+            keys = (
+                "SELECT t.seq, t.received_at, t.occurred_at FROM event_targets t"
+                f" WHERE {' AND '.join(tconds)}{cursor_sql} {keys_order}"
+            )
+            outer_order = f"ORDER BY k.occurred_at {order}, k.seq {order}"
+            if conditions:
+                query = (
+                    f"SELECT e.* FROM ({keys}) AS k CROSS JOIN LATERAL"
+                    f" (SELECT {_EVENT_COLUMNS} FROM events e WHERE {lookup}"
+                    f" AND {' AND '.join(conditions)} LIMIT 1) AS e {outer_order} LIMIT %s"
+                )
+                all_params = [*tparams, *cursor_params, self.tenant_id, *params, want * 2 + 1]
+            else:
+                query = (
+                    f"SELECT {_EVENT_COLUMNS} FROM ({keys} LIMIT %s) AS k"
+                    f" JOIN events e ON {lookup} {outer_order}"
+                )
+                all_params = [*tparams, *cursor_params, want * 2 + 1, self.tenant_id]
+            rows = self._rows(query, all_params)
+            for ev in rows:
+                if (out and out[-1].seq == ev.seq) or (after is not None and after.seq == ev.seq):
+                    continue
+                out.append(ev)
+                if len(out) == page.limit:
+                    break
+            if len(rows) < want * 2 + 1:
+                break
+            last = rows[-1]
+            after = Position(last.occurred_at, last.seq)
+        return out
+
+    def get(self, event_id: str) -> StoredEvent | None:
+        if not _bindable(event_id):
+            return None
+        rows = self._rows(
+            f"SELECT {_EVENT_COLUMNS} FROM event_ids i JOIN events e"
+            " ON e.tenant_id = i.tenant_id AND e.seq = i.seq"
+            " WHERE i.tenant_id = %s AND i.id = %s",
+            (self.tenant_id, event_id),
+        )
+        return rows[0] if rows else None
+
+    def after_seq(self, seq: int, limit: int) -> list[StoredEvent]:
+        return self._rows(
+            f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.tenant_id = %s AND e.seq > %s"
+            " ORDER BY e.seq LIMIT %s",
+            (self.tenant_id, seq, limit),
+        )
+
+    def size(self) -> int:
+        row = self._store._one("SELECT size FROM log_heads WHERE tenant_id = %s", (self.tenant_id,))
+        return int(row[0]) if row else 0
+
+    def stats(self) -> tuple[int, int]:
+        """``(number of stored events, highest stored seq)`` (for verification)."""
+        row = self._store._one(
+            "SELECT count(*), coalesce(max(seq), 0) FROM events WHERE tenant_id = %s",
+            (self.tenant_id,),
+        )
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    def scan(self, batch: int = 5000) -> Iterator[StoredEvent]:
+        last = 0
+        while True:
+            rows = self.after_seq(last, batch)
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1].seq
+
+
+# -- destinations ----------------------------------------------------------------------------
+
+_DEST_SELECT = ", ".join(DESTINATION_COLUMNS)
+_DEST_UPDATABLE = frozenset(DESTINATION_COLUMNS) - {"tenant_id", "dest_id", "created_at"}
+
+
+def _destination(row: Sequence[Any]) -> Destination:
+    values = dict(zip(DESTINATION_COLUMNS, row, strict=True))
+    values["config"] = orjson.loads(values["config"])
+    if values["secret"] is not None:
+        values["secret"] = bytes(values["secret"])
+    return Destination(**values)
+
+
+class PostgresTenantDestinations:
+    """One tenant's delivery destinations. Every statement here binds ``tenant_id``."""
+
+    def __init__(self, store: PostgresStore, tenant_id: int) -> None:
+        self._store = store
+        self.tenant_id = tenant_id
+
+    def _select(self, where: str, params: Sequence[Any]) -> list[Destination]:
+        rows = self._store._fetch(
+            f"SELECT {_DEST_SELECT} FROM destinations WHERE tenant_id = %s {where}",
+            (self.tenant_id, *params),
+        )
+        return [_destination(r) for r in rows]
+
+    def create(self, dest: Destination) -> Destination:
+        if dest.tenant_id != self.tenant_id:
+            raise StoreError("a destination must be created in its own tenant")
+        values = [getattr(dest, c) for c in DESTINATION_COLUMNS]
+        values[DESTINATION_COLUMNS.index("config")] = orjson.dumps(dest.config).decode()
+        marks = ", ".join(["%s"] * len(values))
+        with self._store._transaction() as conn:
+            try:
+                conn.execute(f"INSERT INTO destinations ({_DEST_SELECT}) VALUES ({marks})", values)
+            except pg_errors.UniqueViolation:
+                raise Conflict(f"a destination named {dest.name!r} already exists") from None
+        return dest
+
+    def list(self) -> list[Destination]:
+        return self._select("ORDER BY created_at, dest_id", ())
+
+    def get(self, dest_id: str) -> Destination | None:
+        if not _bindable(dest_id):
+            return None
+        found = self._select("AND dest_id = %s", (dest_id,))
+        return found[0] if found else None
+
+    def update(self, dest_id: str, **changes: Any) -> Destination | None:
+        unknown = set(changes) - _DEST_UPDATABLE
+        if unknown:
+            raise StoreError(f"not updatable: {', '.join(sorted(unknown))}")
+        if not _bindable(dest_id):
+            return None
+        if "config" in changes:
+            changes["config"] = orjson.dumps(changes["config"]).decode()
+        if "updated_at" not in changes:
+            changes["updated_at"] = now_micros()
+        sets = ", ".join(f"{c} = %s" for c in changes)
+        with self._store._transaction() as conn:
+            try:
+                cur = conn.execute(
+                    f"UPDATE destinations SET {sets} WHERE tenant_id = %s AND dest_id = %s",
+                    (*changes.values(), self.tenant_id, dest_id),
+                )
+            except pg_errors.UniqueViolation:
+                raise Conflict(
+                    f"a destination named {changes.get('name')!r} already exists"
+                ) from None
+            updated = cur.rowcount
+        if not updated:
+            return None
+        return self.get(dest_id)
+
+    def advance(self, dest_id: str, from_cursor: int, to_cursor: int, at: int) -> bool:
+        if not _bindable(dest_id):
+            return False
+        with self._store._transaction() as conn:
+            cur = conn.execute(
+                "UPDATE destinations SET cursor = %s, batch_end = NULL, attempts = 0,"
+                " failing_since = NULL, next_attempt_at = NULL, last_error = NULL,"
+                " last_attempt_at = %s, last_success_at = %s, delivered = delivered + %s,"
+                " updated_at = %s WHERE tenant_id = %s AND dest_id = %s AND cursor = %s",
+                (
+                    to_cursor,
+                    at,
+                    at,
+                    to_cursor - from_cursor,
+                    at,
+                    self.tenant_id,
+                    dest_id,
+                    from_cursor,
+                ),
+            )
+            return cur.rowcount > 0
+
+    def claim(self, dest_id: str, owner: str, now: int, until: int) -> bool:
+        if not _bindable(dest_id, owner):
+            return False
+        with self._store._transaction() as conn:
+            cur = conn.execute(
+                "UPDATE destinations SET lease_owner = %s, lease_until = %s"
+                " WHERE tenant_id = %s AND dest_id = %s AND (lease_owner IS NULL"
+                " OR lease_owner = %s OR lease_until IS NULL OR lease_until < %s)",
+                (owner, until, self.tenant_id, dest_id, owner, now),
+            )
+            return cur.rowcount > 0
+
+    def delete(self, dest_id: str) -> bool:
+        if not _bindable(dest_id):
+            return False
+        with self._store._transaction() as conn:
+            cur = conn.execute(
+                "DELETE FROM destinations WHERE tenant_id = %s AND dest_id = %s",
+                (self.tenant_id, dest_id),
+            )
+            return cur.rowcount > 0
+
+
+# -- the Merkle tree and checkpoints ---------------------------------------------------------
+
+
+def _checkpoint_rows(conn: Connection, where: str, params: Sequence[Any]) -> list[StoredCheckpoint]:
+    rows = conn.execute(
+        f"SELECT size, root, created_at, key_ids, note FROM checkpoints {where}", params
+    ).fetchall()
+    return [_checkpoint(r) for r in rows]
+
+
+def _checkpoint(r: Sequence[Any]) -> StoredCheckpoint:
+    return StoredCheckpoint(int(r[0]), bytes(r[1]), int(r[2]), tuple(r[3].split()), bytes(r[4]))
+
+
+class PostgresTenantLog:
+    """One tenant's Merkle tree and checkpoints. Every statement here binds ``tenant_id``."""
+
+    def __init__(self, store: PostgresStore, tenant_id: int) -> None:
+        self._store = store
+        self.tenant_id = tenant_id
+
+    def head(self) -> LogHead:
+        row = self._store._one(
+            "SELECT size, root, frontier FROM log_heads WHERE tenant_id = %s", (self.tenant_id,)
+        )
+        if row is None:
+            raise StoreError(f"tenant {self.tenant_id} has no log head")
+        if row[2] is None:
+            raise StoreError(
+                f"tenant {self.tenant_id}'s Merkle tree is not built; run `auditkeep migrate`"
+            )
+        return LogHead(int(row[0]), bytes(row[1]), bytes(row[2]))
+
+    def get_nodes(self, ids: Sequence[tuple[int, int]]) -> list[bytes]:
+        """NodeReader: every requested node in one query (a primary-key lookup per node)."""
+        if not ids:
+            return []
+        rows = self._store._fetch(
+            "SELECT n.level, n.idx, n.hash FROM unnest(%s::integer[], %s::bigint[])"
+            " AS v (level, idx) JOIN merkle_nodes n"
+            " ON n.tenant_id = %s AND n.level = v.level AND n.idx = v.idx",
+            ([level for level, _ in ids], [idx for _, idx in ids], self.tenant_id),
+        )
+        found = {(int(level), int(idx)): bytes(h) for level, idx, h in rows}
+        try:
+            return [found[(level, idx)] for level, idx in ids]
+        except KeyError as e:
+            level, idx = e.args[0]
+            raise KeyError(f"node (level={level}, index={idx}) is not stored") from None
+
+    def nodes_in_range(self, level: int, lo: int, hi: int) -> dict[int, bytes]:
+        """Stored nodes ``(level, idx)`` with ``lo <= idx < hi``, by idx (for verification)."""
+        rows = self._store._fetch(
+            "SELECT idx, hash FROM merkle_nodes WHERE tenant_id = %s AND level = %s"
+            " AND idx >= %s AND idx < %s",
+            (self.tenant_id, level, lo, hi),
+        )
+        return {int(idx): bytes(h) for idx, h in rows}
+
+    def node_count(self) -> int:
+        row = self._store._one(
+            "SELECT count(*) FROM merkle_nodes WHERE tenant_id = %s", (self.tenant_id,)
+        )
+        return int(row[0]) if row else 0
+
+    def _checkpoints(self, where: str, params: Sequence[Any]) -> list[StoredCheckpoint]:
+        rows = self._store._fetch(
+            f"SELECT size, root, created_at, key_ids, note FROM checkpoints {where}", params
+        )
+        return [_checkpoint(r) for r in rows]
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        rows = self._checkpoints(
+            "WHERE tenant_id = %s ORDER BY size DESC LIMIT 1", (self.tenant_id,)
+        )
+        return rows[0] if rows else None
+
+    def checkpoint(self, size: int) -> StoredCheckpoint | None:
+        rows = self._checkpoints("WHERE tenant_id = %s AND size = %s", (self.tenant_id, size))
+        return rows[0] if rows else None
+
+    def checkpoints(self, after_size: int = -1, limit: int = 100) -> list[StoredCheckpoint]:
+        return self._checkpoints(
+            "WHERE tenant_id = %s AND size > %s ORDER BY size LIMIT %s",
+            (self.tenant_id, after_size, limit),
+        )
