@@ -20,6 +20,9 @@ import pytest
 from auditkeep.api.app import create_app
 from auditkeep.core import Core
 from auditkeep.settings import Config
+from tests.pg import pg_server
+
+__all__ = ["pg_server"]  # the session fixture: one PostgreSQL cluster for the run
 
 REPO = Path(__file__).resolve().parent.parent
 AUDITKEEP = [sys.executable, "-m", "auditkeep.cli"]
@@ -100,6 +103,37 @@ class App:
     async def get(self, name: str, path: str, **params: Any) -> httpx.Response:
         return await self.client.get(path, params=params, headers=self.auth(name))
 
+    def execute(self, statement: str) -> None:
+        """Run one SQL statement straight on the store's database (SQLite or PostgreSQL)."""
+        url = self.core.config.database_url
+        if not url:
+            self.core.store._write(lambda conn: conn.execute(statement))  # type: ignore[union-attr]
+            return
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(statement.encode())
+
+    def stored_bytes(self) -> bytes:
+        """Everything the store holds, as bytes (to show what is never stored): the SQLite
+        file, or every table of the PostgreSQL database dumped with COPY."""
+        url = self.core.config.database_url
+        if not url:
+            db = self.core.config.data_dir / "auditkeep.db"
+            wal = db.with_name("auditkeep.db-wal")
+            return db.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+        import psycopg
+
+        out = []
+        with psycopg.connect(url) as conn:
+            tables = conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            ).fetchall()
+            for (table,) in tables:
+                with conn.cursor().copy(f'COPY (SELECT * FROM "{table}") TO STDOUT') as copy:
+                    out += [bytes(chunk) for chunk in copy]
+        return b"".join(out)
+
 
 def make_core(data_dir: Path, **settings: Any) -> Core:
     return Core(Config.load({"data_dir": data_dir, **settings}, env={}))
@@ -110,9 +144,22 @@ def _key(core: Core, tenant: str, scopes: set[str], **kwargs: Any) -> str:
     return core.create_key(t, frozenset(scopes), **kwargs)[1]
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_settings(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """The API suite runs on both stores: SQLite in the data directory, and a fresh database
+    on the run's real PostgreSQL cluster (tests/pg.py)."""
+    if request.param == "sqlite":
+        yield {}
+        return
+    from tests.pg import fresh_database
+
+    with fresh_database(request.getfixturevalue("pg_server")) as url:
+        yield {"database_url": url}
+
+
 @pytest.fixture
-async def app(tmp_path: Path) -> AsyncIterator[App]:
-    core = make_core(tmp_path / "data")
+async def app(tmp_path: Path, store_settings: dict[str, Any]) -> AsyncIterator[App]:
+    core = make_core(tmp_path / "data", **store_settings)
     core.start()
     asgi = create_app(core, manage_core=False)
     transport = httpx.ASGITransport(app=asgi)

@@ -694,15 +694,22 @@ def pg_server() -> Iterator[PgCluster]:
         _release_shared()
 
 
-@pytest.fixture
-def pg_database_url(pg_server: PgCluster) -> Iterator[str]:
-    """A fresh, empty database on ``pg_server`` for one test (superuser URL), dropped after."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    url = pg_server.create_database(name)
+@contextlib.contextmanager
+def fresh_database(server: PgCluster, prefix: str = "t_") -> Iterator[str]:
+    """A fresh, empty database on ``server`` (its superuser URL), dropped afterwards."""
+    name = f"{prefix}{uuid.uuid4().hex[:16]}"
+    url = server.create_database(name)
     try:
         yield url
     finally:
-        pg_server.drop_database(name)
+        server.drop_database(name)
+
+
+@pytest.fixture
+def pg_database_url(pg_server: PgCluster) -> Iterator[str]:
+    """A fresh, empty database on ``pg_server`` for one test (superuser URL), dropped after."""
+    with fresh_database(pg_server) as url:
+        yield url
 
 
 @pytest.fixture

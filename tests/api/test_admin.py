@@ -43,9 +43,7 @@ async def test_key_listing_never_shows_keys_or_hashes(app: App) -> None:
 
 
 async def test_keys_are_stored_hashed(app: App) -> None:
-    db = (app.core.config.data_dir / "auditkeep.db").read_bytes()
-    wal = app.core.config.data_dir / "auditkeep.db-wal"
-    raw = db + (wal.read_bytes() if wal.exists() else b"")
+    raw = app.stored_bytes()
     for key in app.keys.values():
         assert key.encode() not in raw
         secret = key.split("_", 2)[2]

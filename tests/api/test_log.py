@@ -29,7 +29,7 @@ def no_background_checkpoints(app: App) -> None:
     """The app fixture runs the checkpoint signer, whose first round may or may not have
     signed the fixture's tenants yet: stop it and start every test without checkpoints."""
     app.core.checkpointer.stop()
-    app.core.store._write(lambda conn: conn.execute("DELETE FROM checkpoints"))
+    app.execute("DELETE FROM checkpoints")
 
 
 async def _ingest(app: App, name: str, numbers: range) -> list[dict[str, Any]]:

@@ -7,8 +7,6 @@ gets a database of its own, dropped afterwards.
 
 from __future__ import annotations
 
-import contextlib
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +17,7 @@ import pytest
 from auditkeep.store import AnyStore
 from auditkeep.store.postgres import PostgresStore
 from auditkeep.store.sqlite import SQLiteStore
-from tests.pg import PgCluster, pg_server
+from tests.pg import PgCluster, fresh_database, pg_server
 
 __all__ = ["pg_server"]  # the session fixture: one PostgreSQL cluster for the run
 
@@ -57,17 +55,6 @@ class Backend:
             store.close()
 
 
-@contextlib.contextmanager
-def pg_database(server: PgCluster, prefix: str = "t_") -> Iterator[str]:
-    """A fresh database on the test run's PostgreSQL (its URL), dropped afterwards."""
-    name = f"{prefix}{uuid.uuid4().hex[:12]}"
-    url = server.create_database(name)
-    try:
-        yield url
-    finally:
-        server.drop_database(name)
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     if request.param == "sqlite":
@@ -77,7 +64,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         finally:
             b.close()
         return
-    with pg_database(request.getfixturevalue("pg_server")) as url:
+    with fresh_database(request.getfixturevalue("pg_server")) as url:
         b = Backend("postgres", tmp_path / "data", url)
         try:
             yield b
@@ -88,7 +75,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 @pytest.fixture
 def pg_backend(tmp_path: Path, pg_server: PgCluster) -> Iterator[Backend]:
     """PostgreSQL only."""
-    with pg_database(pg_server) as url:
+    with fresh_database(pg_server) as url:
         b = Backend("postgres", tmp_path / "data", url)
         try:
             yield b

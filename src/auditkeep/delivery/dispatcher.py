@@ -41,6 +41,7 @@ from auditkeep.delivery.base import Batch, DeliveryFailed, Kind, Sender, SenderC
 from auditkeep.delivery.kinds import get_kind
 from auditkeep.delivery.netguard import NetGuard
 from auditkeep.delivery.secretbox import SecretBox
+from auditkeep.errors import StoreUnavailable
 from auditkeep.model import now_micros, parse_timestamp
 from auditkeep.monitor.metrics import Metrics
 from auditkeep.store.base import Destination, Store
@@ -143,6 +144,8 @@ class Dispatcher:
             self._wake.clear()
             try:
                 self._dispatch_due()
+            except StoreUnavailable as exc:  # the database is away (failover): say so, briefly
+                log.warning("delivery paused while the store is unavailable: %s", exc)
             except Exception:
                 log.exception("looking for due destinations failed")
             self._wake.wait(self.settings.interval)
