@@ -510,7 +510,10 @@ def serve(**overrides: Any) -> None:
     url = f"http://{config.host if ':' not in config.host else f'[{config.host}]'}:{port}"
     operator_key = core.ensure_operator_key()
     data_dir = config.data_dir.resolve()
-    click.echo(f"auditkeep {_version()} listening on {url}  (data: {data_dir})", err=True)
+    where = f"data: {data_dir}"
+    if config.database_url:
+        where = f"store: PostgreSQL at {getattr(core.store, 'where', '?')}; keys: {data_dir}/keys"
+    click.echo(f"auditkeep {_version()} listening on {url}  ({where})", err=True)
     if operator_key:
         click.echo(
             "\nNew data directory: created an operator key. It is shown ONCE; only its hash is "
