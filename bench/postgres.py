@@ -47,8 +47,7 @@ import query as qb  # noqa: E402  (bench/query.py: workload, query types, measur
 from _common import OUT, Server, code_fingerprint, machine, table  # noqa: E402
 
 from auditkeep.model import PreparedEvent  # noqa: E402
-from auditkeep.query import encode_cursor, parse_query  # noqa: E402
-from auditkeep.store.base import Position, StoredEvent, TenantAppend  # noqa: E402
+from auditkeep.store.base import TenantAppend  # noqa: E402
 from auditkeep.store.postgres import PostgresStore  # noqa: E402
 from tests.pg import PgCluster, free_port, make_pg_dir, remove_pg_dir  # noqa: E402
 
@@ -222,32 +221,6 @@ def http_ingest(
     return rate, check
 
 
-class PgBaseline:
-    """bench/query.py's Baseline, on PostgresStore."""
-
-    def __init__(self, url: str) -> None:
-        self.store = PostgresStore(url)
-        self.tid = self.store.get_tenant("acme").tenant_id  # type: ignore[union-attr]
-        self.reader = self.store.events(self.tid)
-        self.sql: list[str] = []
-
-    def trace(self, on: bool) -> None:
-        pass
-
-    def page(self, params: dict[str, str]) -> tuple[float, list[StoredEvent], str | None]:
-        t0 = time.perf_counter()
-        page = parse_query(params)
-        rows = self.reader.query(page)
-        elapsed = time.perf_counter() - t0
-        cursor = None
-        if len(rows) == page.limit:
-            cursor = encode_cursor(Position(rows[-1].occurred_at, rows[-1].seq), page.descending)
-        return elapsed, rows, cursor
-
-    def close(self) -> None:
-        self.store.close()
-
-
 def load_query_db(url: str, n: int) -> dict[str, Any]:
     store = PostgresStore(url)
     store.migrate()
@@ -349,9 +322,9 @@ def main() -> None:
             client = httpx.Client(
                 base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60
             )
-            baseline = PgBaseline(qurl)
+            baseline = qb.Baseline(store=PostgresStore(qurl))
             for name, draw in qb.iter_types(qb.query_types(meta), args.only):
-                r = qb.measure(name, draw, baseline, client, args.requests)  # type: ignore[arg-type]
+                r = qb.measure(name, draw, baseline, client, args.requests)
                 qresults.append(r)
                 b, h = r["baseline_ms"], r["http_ms"]
                 print(

@@ -205,15 +205,18 @@ DEEP_PAGES = 20  # cursor follows before the measured page
 class Baseline:
     """The same queries straight on the store, no HTTP."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.store = SQLiteStore(data_dir)
-        self.tid = self.store.get_tenant("acme").tenant_id  # type: ignore[union-attr]
+    def __init__(self, data_dir: Path | None = None, store: Any = None) -> None:
+        """On the SQLite store in ``data_dir``, or on an open ``store`` (bench/postgres.py)."""
+        self.store = store if store is not None else SQLiteStore(data_dir)  # type: ignore[arg-type]
+        self.tid = self.store.get_tenant("acme").tenant_id
         self.reader = self.store.events(self.tid)
         self.sql: list[str] = []
 
     def trace(self, on: bool) -> None:
-        """Record the SQL the store runs (only around one request: the callback costs time)."""
-        self.store._reader().set_trace_callback(self.sql.append if on else None)
+        """Record the SQL the store runs (only around one request: the callback costs time);
+        SQLite only."""
+        if isinstance(self.store, SQLiteStore):
+            self.store._reader().set_trace_callback(self.sql.append if on else None)
 
     def page(self, params: dict[str, str]) -> tuple[float, list[StoredEvent], str | None]:
         t0 = time.perf_counter()

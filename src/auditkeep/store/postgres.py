@@ -78,6 +78,15 @@ from auditkeep.store.base import (
     Tenant,
     TenantAppend,
 )
+from auditkeep.store.rows import (
+    DEST_SELECT,
+    DEST_UPDATABLE,
+    EVENT_COLUMNS,
+    PREFIX_MERGE_MAX_ACTIONS,
+    destination,
+    scan_log,
+    stored_event,
+)
 
 log = logging.getLogger("auditkeep.store.postgres")
 
@@ -727,8 +736,8 @@ class PostgresStore:
         return self._destinations_where("true ORDER BY tenant_id, created_at, dest_id", ())
 
     def _destinations_where(self, where: str, params: Sequence[Any]) -> list[Destination]:
-        rows = self._fetch(f"SELECT {_DEST_SELECT} FROM destinations WHERE {where}", params)
-        return [_destination(r) for r in rows]
+        rows = self._fetch(f"SELECT {DEST_SELECT} FROM destinations WHERE {where}", params)
+        return [destination(r) for r in rows]
 
     # -- the verifiable log ----------------------------------------------------------------
 
@@ -1033,14 +1042,6 @@ def _create_partitions(conn: Connection, months: list[tuple[str, int, int]]) -> 
 
 # -- reads -----------------------------------------------------------------------------------
 
-_EVENT_COLUMNS = "e.seq, e.occurred_at, e.leaf_hash, e.leaf_data"
-# An action prefix with more distinct actions than this under it is read as one range instead.
-_PREFIX_MERGE_MAX_ACTIONS = 64
-
-
-def _stored(row: Sequence[Any]) -> StoredEvent:
-    return StoredEvent(int(row[0]), int(row[1]), bytes(row[2]), bytes(row[3]))
-
 
 class PostgresTenantEvents:
     """One tenant's events. Every statement here binds ``tenant_id``."""
@@ -1050,7 +1051,7 @@ class PostgresTenantEvents:
         self.tenant_id = tenant_id
 
     def _rows(self, query: str, params: Sequence[Any]) -> list[StoredEvent]:
-        return [_stored(r) for r in self._store._fetch(query, params)]
+        return [stored_event(r) for r in self._store._fetch(query, params)]
 
     def query(self, page: PageRequest) -> list[StoredEvent]:
         f = page.filters
@@ -1098,10 +1099,10 @@ class PostgresTenantEvents:
             all_params += [page.after.occurred_at, page.after.seq]
         if prefix_range is not None and f.actor_id is None:
             actions = self._actions_in(*prefix_range)
-            if len(actions) <= _PREFIX_MERGE_MAX_ACTIONS:
+            if len(actions) <= PREFIX_MERGE_MAX_ACTIONS:
                 return self._query_actions(actions, where, all_params, order, page.limit)
         query = (
-            f"SELECT {_EVENT_COLUMNS} FROM events e WHERE {' AND '.join(where)} "
+            f"SELECT {EVENT_COLUMNS} FROM events e WHERE {' AND '.join(where)} "
             f"ORDER BY e.occurred_at {order}, e.seq {order} LIMIT %s"
         )
         return self._rows(query, [*all_params, page.limit])
@@ -1118,7 +1119,7 @@ class PostgresTenantEvents:
             "  AND e.action > a.action AND e.action < %s ORDER BY e.action LIMIT 1)"
             " FROM a WHERE a.action IS NOT NULL)"
             " SELECT action FROM a WHERE action IS NOT NULL LIMIT %s",
-            (self.tenant_id, low, high, self.tenant_id, high, _PREFIX_MERGE_MAX_ACTIONS + 1),
+            (self.tenant_id, low, high, self.tenant_id, high, PREFIX_MERGE_MAX_ACTIONS + 1),
         )
         return [r[0] for r in rows]
 
@@ -1135,7 +1136,7 @@ class PostgresTenantEvents:
         if not actions:
             return []
         part = (
-            f"(SELECT {_EVENT_COLUMNS} FROM events e WHERE e.action = %s AND"
+            f"(SELECT {EVENT_COLUMNS} FROM events e WHERE e.action = %s AND"
             f" {' AND '.join(where)} ORDER BY e.occurred_at {order}, e.seq {order} LIMIT %s)"
         )
         query = (
@@ -1193,13 +1194,13 @@ class PostgresTenantEvents:
             if conditions:
                 query = (
                     f"SELECT e.* FROM ({keys}) AS k CROSS JOIN LATERAL"
-                    f" (SELECT {_EVENT_COLUMNS} FROM events e WHERE {lookup}"
+                    f" (SELECT {EVENT_COLUMNS} FROM events e WHERE {lookup}"
                     f" AND {' AND '.join(conditions)} LIMIT 1) AS e {outer_order} LIMIT %s"
                 )
                 all_params = [*tparams, *cursor_params, self.tenant_id, *params, want * 2 + 1]
             else:
                 query = (
-                    f"SELECT {_EVENT_COLUMNS} FROM ({keys} LIMIT %s) AS k"
+                    f"SELECT {EVENT_COLUMNS} FROM ({keys} LIMIT %s) AS k"
                     f" JOIN events e ON {lookup} {outer_order}"
                 )
                 all_params = [*tparams, *cursor_params, want * 2 + 1, self.tenant_id]
@@ -1220,7 +1221,7 @@ class PostgresTenantEvents:
         if not _bindable(event_id):
             return None
         rows = self._rows(
-            f"SELECT {_EVENT_COLUMNS} FROM event_ids i JOIN events e"
+            f"SELECT {EVENT_COLUMNS} FROM event_ids i JOIN events e"
             " ON e.tenant_id = i.tenant_id AND e.seq = i.seq"
             " WHERE i.tenant_id = %s AND i.id = %s",
             (self.tenant_id, event_id),
@@ -1229,7 +1230,7 @@ class PostgresTenantEvents:
 
     def after_seq(self, seq: int, limit: int) -> list[StoredEvent]:
         return self._rows(
-            f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.tenant_id = %s AND e.seq > %s"
+            f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.tenant_id = %s AND e.seq > %s"
             " ORDER BY e.seq LIMIT %s",
             (self.tenant_id, seq, limit),
         )
@@ -1248,27 +1249,10 @@ class PostgresTenantEvents:
         return int(row[0]), int(row[1])
 
     def scan(self, batch: int = 5000) -> Iterator[StoredEvent]:
-        last = 0
-        while True:
-            rows = self.after_seq(last, batch)
-            if not rows:
-                return
-            yield from rows
-            last = rows[-1].seq
+        return scan_log(self.after_seq, batch)
 
 
 # -- destinations ----------------------------------------------------------------------------
-
-_DEST_SELECT = ", ".join(DESTINATION_COLUMNS)
-_DEST_UPDATABLE = frozenset(DESTINATION_COLUMNS) - {"tenant_id", "dest_id", "created_at"}
-
-
-def _destination(row: Sequence[Any]) -> Destination:
-    values = dict(zip(DESTINATION_COLUMNS, row, strict=True))
-    values["config"] = orjson.loads(values["config"])
-    if values["secret"] is not None:
-        values["secret"] = bytes(values["secret"])
-    return Destination(**values)
 
 
 class PostgresTenantDestinations:
@@ -1280,10 +1264,10 @@ class PostgresTenantDestinations:
 
     def _select(self, where: str, params: Sequence[Any]) -> list[Destination]:
         rows = self._store._fetch(
-            f"SELECT {_DEST_SELECT} FROM destinations WHERE tenant_id = %s {where}",
+            f"SELECT {DEST_SELECT} FROM destinations WHERE tenant_id = %s {where}",
             (self.tenant_id, *params),
         )
-        return [_destination(r) for r in rows]
+        return [destination(r) for r in rows]
 
     def create(self, dest: Destination) -> Destination:
         if dest.tenant_id != self.tenant_id:
@@ -1293,7 +1277,7 @@ class PostgresTenantDestinations:
         marks = ", ".join(["%s"] * len(values))
         with self._store._transaction() as conn:
             try:
-                conn.execute(f"INSERT INTO destinations ({_DEST_SELECT}) VALUES ({marks})", values)
+                conn.execute(f"INSERT INTO destinations ({DEST_SELECT}) VALUES ({marks})", values)
             except pg_errors.UniqueViolation:
                 raise Conflict(f"a destination named {dest.name!r} already exists") from None
         return dest
@@ -1308,7 +1292,7 @@ class PostgresTenantDestinations:
         return found[0] if found else None
 
     def update(self, dest_id: str, **changes: Any) -> Destination | None:
-        unknown = set(changes) - _DEST_UPDATABLE
+        unknown = set(changes) - DEST_UPDATABLE
         if unknown:
             raise StoreError(f"not updatable: {', '.join(sorted(unknown))}")
         if not _bindable(dest_id):

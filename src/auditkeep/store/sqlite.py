@@ -38,6 +38,15 @@ from auditkeep.store.base import (
     Tenant,
     TenantAppend,
 )
+from auditkeep.store.rows import (
+    DEST_SELECT,
+    DEST_UPDATABLE,
+    EVENT_COLUMNS,
+    PREFIX_MERGE_MAX_ACTIONS,
+    destination,
+    scan_log,
+    stored_event,
+)
 
 DB_FILE = "auditkeep.db"
 _MAX_VARS = 500  # ids per IN (...) lookup
@@ -434,12 +443,12 @@ class SQLiteStore:
         try:
             rows = (
                 self._reader()
-                .execute(f"SELECT {_DEST_SELECT} FROM destinations WHERE {where}", params)
+                .execute(f"SELECT {DEST_SELECT} FROM destinations WHERE {where}", params)
                 .fetchall()
             )
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
-        return [_destination(r) for r in rows]
+        return [destination(r) for r in rows]
 
     # -- the verifiable log ----------------------------------------------------------------
 
@@ -534,15 +543,6 @@ class SQLiteStore:
         return before
 
 
-_EVENT_COLUMNS = "e.seq, e.occurred_at, e.leaf_hash, e.leaf_data"
-# An action prefix with more distinct actions than this under it is read as one range instead.
-_PREFIX_MERGE_MAX_ACTIONS = 64
-
-
-def _stored(row: Sequence[Any]) -> StoredEvent:
-    return StoredEvent(row[0], row[1], bytes(row[2]), bytes(row[3]))
-
-
 class SQLiteTenantEvents:
     """One tenant's events. Every statement here binds ``tenant_id``."""
 
@@ -552,7 +552,7 @@ class SQLiteTenantEvents:
 
     def _rows(self, sql: str, params: Sequence[Any]) -> list[StoredEvent]:
         try:
-            return [_stored(r) for r in self._store._reader().execute(sql, params)]
+            return [stored_event(r) for r in self._store._reader().execute(sql, params)]
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
 
@@ -595,12 +595,12 @@ class SQLiteTenantEvents:
                 params += [page.after.occurred_at, page.after.seq]
             if prefix_range is not None and f.actor_id is None:
                 actions = self._actions_in(*prefix_range)
-                if len(actions) <= _PREFIX_MERGE_MAX_ACTIONS:
+                if len(actions) <= PREFIX_MERGE_MAX_ACTIONS:
                     # each part scans 'action = ?'; '+' keeps SQLite from taking the range
                     where[range_at] = "+e.action >= ? AND +e.action < ?"
                     return self._query_actions(actions, where, params, order, page.limit)
             sql = (
-                f"SELECT {_EVENT_COLUMNS} FROM events e WHERE {' AND '.join(where)} "
+                f"SELECT {EVENT_COLUMNS} FROM events e WHERE {' AND '.join(where)} "
                 f"ORDER BY e.occurred_at {order}, e.seq {order} LIMIT ?"
             )
             return self._rows(sql, [*params, page.limit])
@@ -620,7 +620,7 @@ class SQLiteTenantEvents:
                 " ORDER BY action LIMIT 1",
                 (self.tenant_id, low, high),
             ).fetchone()
-            while row is not None and len(actions) <= _PREFIX_MERGE_MAX_ACTIONS:
+            while row is not None and len(actions) <= PREFIX_MERGE_MAX_ACTIONS:
                 actions.append(row[0])
                 row = reader.execute(sql, (self.tenant_id, row[0], high)).fetchone()
         except sqlite3.OperationalError as exc:
@@ -646,7 +646,7 @@ class SQLiteTenantEvents:
         # the parts pick keys from the index alone; only the page's rows are read whole
         # (CROSS JOIN: SQLite keeps the page of keys as the outer loop, one PK lookup each)
         sql = (
-            f"SELECT {_EVENT_COLUMNS} FROM (SELECT occurred_at, seq FROM "
+            f"SELECT {EVENT_COLUMNS} FROM (SELECT occurred_at, seq FROM "
             f"({' UNION ALL '.join([part] * len(actions))})"
             f" ORDER BY occurred_at {order}, seq {order} LIMIT ?) AS k"
             " CROSS JOIN events e ON e.tenant_id = ? AND e.seq = k.seq"
@@ -680,7 +680,7 @@ class SQLiteTenantEvents:
                 cursor_params = [after.occurred_at, after.seq]
             want = page.limit - len(out)
             sql = (
-                f"SELECT {_EVENT_COLUMNS} FROM event_targets t, events e "
+                f"SELECT {EVENT_COLUMNS} FROM event_targets t, events e "
                 f"WHERE {' AND '.join(twhere + where)}{cursor_sql} "
                 f"ORDER BY t.occurred_at {order}, t.seq {order} LIMIT ?"
             )
@@ -699,14 +699,14 @@ class SQLiteTenantEvents:
 
     def get(self, event_id: str) -> StoredEvent | None:
         rows = self._rows(
-            f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.tenant_id = ? AND e.id = ?",
+            f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.tenant_id = ? AND e.id = ?",
             (self.tenant_id, event_id),
         )
         return rows[0] if rows else None
 
     def after_seq(self, seq: int, limit: int) -> list[StoredEvent]:
         return self._rows(
-            f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.tenant_id = ? AND e.seq > ? "
+            f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.tenant_id = ? AND e.seq > ? "
             "ORDER BY e.seq LIMIT ?",
             (self.tenant_id, seq, limit),
         )
@@ -732,25 +732,7 @@ class SQLiteTenantEvents:
         return int(row[0]), int(row[1])
 
     def scan(self, batch: int = 5000) -> Iterator[StoredEvent]:
-        last = 0
-        while True:
-            rows = self.after_seq(last, batch)
-            if not rows:
-                return
-            yield from rows
-            last = rows[-1].seq
-
-
-_DEST_SELECT = ", ".join(DESTINATION_COLUMNS)
-_DEST_UPDATABLE = frozenset(DESTINATION_COLUMNS) - {"tenant_id", "dest_id", "created_at"}
-
-
-def _destination(row: Sequence[Any]) -> Destination:
-    values = dict(zip(DESTINATION_COLUMNS, row, strict=True))
-    values["config"] = orjson.loads(values["config"])
-    if values["secret"] is not None:
-        values["secret"] = bytes(values["secret"])
-    return Destination(**values)
+        return scan_log(self.after_seq, batch)
 
 
 class SQLiteTenantDestinations:
@@ -765,14 +747,14 @@ class SQLiteTenantDestinations:
             rows = (
                 self._store._reader()
                 .execute(
-                    f"SELECT {_DEST_SELECT} FROM destinations WHERE tenant_id = ? {where}",
+                    f"SELECT {DEST_SELECT} FROM destinations WHERE tenant_id = ? {where}",
                     (self.tenant_id, *params),
                 )
                 .fetchall()
             )
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
-        return [_destination(r) for r in rows]
+        return [destination(r) for r in rows]
 
     def create(self, dest: Destination) -> Destination:
         if dest.tenant_id != self.tenant_id:
@@ -783,7 +765,7 @@ class SQLiteTenantDestinations:
 
         def txn(conn: sqlite3.Connection) -> None:
             try:
-                conn.execute(f"INSERT INTO destinations ({_DEST_SELECT}) VALUES ({marks})", values)
+                conn.execute(f"INSERT INTO destinations ({DEST_SELECT}) VALUES ({marks})", values)
             except sqlite3.IntegrityError:
                 raise Conflict(f"a destination named {dest.name!r} already exists") from None
 
@@ -798,7 +780,7 @@ class SQLiteTenantDestinations:
         return found[0] if found else None
 
     def update(self, dest_id: str, **changes: Any) -> Destination | None:
-        unknown = set(changes) - _DEST_UPDATABLE
+        unknown = set(changes) - DEST_UPDATABLE
         if unknown:
             raise StoreError(f"not updatable: {', '.join(sorted(unknown))}")
         if "config" in changes:
