@@ -385,7 +385,14 @@ def main() -> None:
     two = rates[2][0] / copy_rate
     checks = [
         (two >= TARGET_RATIO, f"two nodes >= {TARGET_RATIO} x COPY: {two:.2f}"),
-        (all(row[-1] == "PASS" for row in rows), "query p95 < 25 ms for every type"),
+        (
+            all(row[-1] == "PASS" for row in rows if not row[0].startswith("extra:")),
+            "query p95 < 25 ms for every query type of the brief",
+        ),
+        (
+            all(row[-1] == "PASS" for row in rows if row[0].startswith("extra:")),
+            "the same for the extra combinations",
+        ),
         (
             all(c["gap_free"] and c["verify_exit"] == 0 for _, c in rates.values()),
             "gap-free seqs and verify pass after each ingest",
