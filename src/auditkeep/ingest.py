@@ -61,6 +61,14 @@ class GroupCommitWriter:
         self._thread: threading.Thread | None = None
         self._stopped = False
         self._listeners: list[Callable[[set[int]], None]] = []
+        self._commit_started: float | None = None  # monotonic time of the commit in progress
+
+    @property
+    def stalled_seconds(self) -> float:
+        """How long the commit in progress has run (0 when none is): a commit that does not
+        return (PostgreSQL waiting for a synchronous standby that is gone) shows here."""
+        started = self._commit_started
+        return 0.0 if started is None else time.monotonic() - started
 
     def on_commit(self, listener: Callable[[set[int]], None]) -> None:
         """Call ``listener(tenant_ids)`` from the writer thread after each commit that wrote
@@ -148,9 +156,11 @@ class GroupCommitWriter:
 
     def _commit(self, jobs: list[_Job], count: int) -> None:
         started = time.perf_counter()
+        self._commit_started = time.monotonic()
         try:
             results = self._store.append([TenantAppend(j.tenant_id, j.events) for j in jobs])
         except Exception as exc:
+            self._commit_started = None
             self._metrics.writer_failures.inc()
             if len(jobs) > 1 and not isinstance(exc, StoreUnavailable):
                 log.warning("group commit failed; retrying requests one by one", exc_info=exc)
@@ -163,6 +173,7 @@ class GroupCommitWriter:
             for job in jobs:
                 _call(job.done, None, error)
             return
+        self._commit_started = None
         self._metrics.writer_commit_seconds.observe(time.perf_counter() - started)
         self._metrics.writer_batch_events.observe(count)
         self._finish(jobs, count)

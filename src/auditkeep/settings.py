@@ -81,6 +81,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("key_cache_seconds", float, 5.0, "How long a verified API key is cached in memory."),
     Setting(
+        "ready_commit_timeout",
+        float,
+        15.0,
+        "/readyz answers 503 while a commit has been running longer than this many seconds "
+        "(e.g. PostgreSQL waiting for a synchronous standby that is gone). 0 disables.",
+    ),
+    Setting(
         "log_origin",
         str,
         DEFAULT_LOG_ORIGIN,
@@ -155,6 +162,7 @@ class Config:
     writer_max_batch: int = 5000
     writer_queue_limit: int = 200000
     key_cache_seconds: float = 5.0
+    ready_commit_timeout: float = 15.0
     log_origin: str = DEFAULT_LOG_ORIGIN
     checkpoint_interval: float = 60.0
     delivery_allow_networks: str = ""

@@ -68,3 +68,18 @@ async def test_requests_never_put_keys_in_logs(app: App, caplog: pytest.LogCaptu
     await app.client.post("/v1/events", json=event(2), headers={"Authorization": "Bearer ak_bad"})
     for key in app.keys.values():
         assert key not in caplog.text
+
+
+async def test_readyz_reports_503_while_a_commit_is_stuck(app: App) -> None:
+    # as when PostgreSQL waits for a synchronous standby that is gone: connections work,
+    # commits never return
+    import time
+
+    app.core.writer._commit_started = time.monotonic() - 60
+    try:
+        r = await app.client.get("/readyz")
+        assert r.status_code == 503 and "synchronous standby" in r.json()["detail"]
+        assert r.headers["retry-after"]
+    finally:
+        app.core.writer._commit_started = None
+    assert (await app.client.get("/readyz")).status_code == 200

@@ -395,7 +395,7 @@ def test_no_acknowledgement_while_the_standby_is_down(
     primary.create_database("auditkeep")
     url = pg.multi_host_url(primary, standby, db="auditkeep")
     monkeypatch.setenv(DB_ENV, url)
-    (node,) = start_nodes(tmp_path, url, count=1)
+    (node,) = start_nodes(tmp_path, url, count=1, ready_commit_timeout="1")
     headers = {"Authorization": f"Bearer {node.write_key}"}
     first = httpx.post(node.url + "/v1/events", json=event(1), headers=headers, timeout=30)
     assert first.status_code == 201, first.text
@@ -414,6 +414,9 @@ def test_no_acknowledgement_while_the_standby_is_down(
         waiting.start()
         waiting.join(2.0)
         assert waiting.is_alive(), f"acknowledged without a standby: {answer}"
+        # the node still reaches its database, but no commit finishes: not ready
+        ready = httpx.get(node.url + "/readyz", timeout=READYZ_TIMEOUT)
+        assert ready.status_code == 503 and "synchronous standby" in ready.text, ready.text
         primary.kill()  # the commit is in the dead primary's WAL only
         waiting.join(30)
         assert not waiting.is_alive()

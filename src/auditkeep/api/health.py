@@ -19,12 +19,21 @@ async def healthz(request: Request) -> Response:
 
 @route("/readyz")
 async def readyz(request: Request) -> Response:
-    """The store answers and the writer is running: safe to send traffic."""
+    """The store answers and the writer's commits finish: safe to send traffic."""
     core = core_of(request)
     try:
         await run_in_threadpool(core.store.check_ready)
     except StoreUnavailable as exc:
         raise ServiceUnavailable(str(exc), retry_after=2.0) from None
+    stalled = core.writer.stalled_seconds
+    limit = core.config.ready_commit_timeout
+    if limit > 0 and stalled > limit:
+        raise ServiceUnavailable(
+            f"a commit has been waiting {stalled:.0f} s (limit ready_commit_timeout = "
+            f"{limit:g} s): the database accepts connections but does not finish writes; with "
+            "synchronous replication, check that a synchronous standby is connected",
+            retry_after=2.0,
+        )
     return JSONResponse({"status": "ready", "writer_queue_events": core.writer.pending})
 
 
