@@ -65,7 +65,7 @@ class Core:
         except ValueError as exc:
             self.store.close()
             raise ConfigError(f"delivery_allow_networks: {exc}") from None
-        box = SecretBox(config.data_dir / "keys")
+        box = self.secret_box = SecretBox(config.data_dir / "keys")
         self._slugs: dict[int, str] = {}
         self.dispatcher = Dispatcher(
             self.store,
@@ -91,6 +91,7 @@ class Core:
         """Start the writer, the checkpoint signer (making the first signing key if none) and
         the delivery dispatcher."""
         self.keys.ensure_key()
+        self.secret_box.ensure()
         self.writer.start()
         self.checkpointer.start()
         self.dispatcher.start(sole=not self.config.database_url)
@@ -237,17 +238,20 @@ class Core:
         page = dataclasses.replace(parse_query(query), limit=1000)
         reader = self.store.events(tenant_id)
 
+        first = reader.query(page)  # before the answer starts: a failure here is a 503
+
         def chunks() -> Iterator[bytes]:
             nonlocal page
             yield fmt.header()
+            rows = first
             while True:
-                rows = reader.query(page)
                 if rows:
                     yield fmt.page(rows)
                 if len(rows) < page.limit:
                     return
                 last = rows[-1]
                 page = dataclasses.replace(page, after=Position(last.occurred_at, last.seq))
+                rows = reader.query(page)
 
         return fmt, chunks()
 

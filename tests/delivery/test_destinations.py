@@ -460,6 +460,8 @@ def test_netguard_rules() -> None:
 
     g = NetGuard()
     assert g.permitted(ipaddress.ip_address("93.184.216.34"))
+    assert g.permitted(ipaddress.ip_address("2606:2800:220:1::1"))
+    assert g.permitted(ipaddress.ip_address("::ffff:93.184.216.34"))
     for a in (
         "127.0.0.1",
         "10.0.0.1",
@@ -469,6 +471,19 @@ def test_netguard_rules() -> None:
         "224.0.0.1",
         "100.64.0.1",
         "0.0.0.0",
+        "240.0.0.1",
+        "255.255.255.255",
+        "169.254.169.254",
+        "64:ff9b::a00:5",
+        "64:ff9b:1::1",
+        "2002:7f00:1::",
+        "2002:a00:1::1",
+        "::127.0.0.1",
+        "::ffff:0:7f00:1",
+        "fec0::1",
+        "fc00::1",
+        "ff02::1",
+        "2001:0:4136:e378:8000:63bf:f5ff:fffe",
     ):
         assert not g.permitted(ipaddress.ip_address(a)), a
     assert NetGuard.from_setting("127.0.0.0/8").permitted(ipaddress.ip_address("127.0.0.9"))
@@ -534,5 +549,52 @@ def test_one_dispatcher_at_a_time_holds_a_destination(tmp_path: Path) -> None:
         assert dests.claim(created["id"], "node-b", 251, 400)  # expired: taken over
         assert not dests.claim(created["id"], "node-a", 300, 500)
         assert not core.store.destinations(99).claim(created["id"], "node-a", 900, 999)
+        # the node that lost the lease can no longer move the destination
+        assert not dests.advance(created["id"], 0, 5, 300, held_by="node-a")
+        assert dests.update(created["id"], held_by="node-a", attempts=9) is None
+        assert dests.advance(created["id"], 0, 5, 300, held_by="node-b")
+        assert dests.get(created["id"]).cursor == 5  # type: ignore[union-attr]
+    finally:
+        core.close()
+
+
+async def test_a_pasted_token_with_a_newline_is_refused(dapp: App) -> None:
+    body = {
+        "name": "s",
+        "kind": "splunk_hec",
+        "config": {"url": "http://127.0.0.1:9"},
+        "secret": "0f1e2d3c-token\n",
+    }
+    r = await dapp.client.post(BASE, json=body, headers=dapp.auth("acme_admin"))
+    assert r.status_code == 422 and "line breaks" in r.json()["detail"]
+    assert "0f1e2d3c" not in r.text
+
+
+async def test_huge_answers_are_read_only_in_part(dapp: App) -> None:
+    answers = iter([(500, {}, b"x" * 5_000_000)])
+    log = WebhookLog(secret="")
+
+    def handle(req: Received) -> tuple[int, dict[str, str], bytes]:
+        return next(answers, None) or log.handle(req)
+
+    receiver = HTTPReceiver(handle)
+    receiver.start()
+    try:
+        created = (await _create(dapp, receiver.url)).json()
+        log.secret = created["secret"]
+        await _ingest(dapp, 0, 2)
+        status = await _until(dapp, created["id"], lambda s: s["cursor"] == 2)
+        assert status["attempts"] == 0 and len(log.events()) == 2
+    finally:
+        receiver.stop()
+
+
+def test_the_delivery_key_exists_once_the_server_started(tmp_path: Path) -> None:
+    core = make_core(tmp_path / "d")
+    core.start()
+    try:
+        key = tmp_path / "d" / "keys" / "delivery.key"
+        assert key.exists() and len(key.read_bytes()) == 32
+        assert key.stat().st_mode & 0o777 == 0o600
     finally:
         core.close()

@@ -29,7 +29,13 @@ def _scope(request: Request) -> tuple[Core, Tenant]:
 
 
 async def _body(request: Request, *, optional: bool = False) -> Any:
-    if optional and not await request.body():
+    """The JSON body (size-limited by read_json); ``optional``: no body at all means {}."""
+    headers = request.headers
+    if (
+        optional
+        and headers.get("content-length", "0") == "0"
+        and "transfer-encoding" not in headers
+    ):
         return {}
     return await read_json(request, _BODY_LIMIT)
 

@@ -128,7 +128,7 @@ async def export(request: Request) -> Response:
     principal = authenticate(request)
     principal.require_tenant_scope(EVENTS_READ)
     core = core_of(request)
-    fmt, chunks = core.export(principal.tenant_id, request.query_params)
+    fmt, chunks = await _in_thread(core.export, principal.tenant_id, request.query_params)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     filename = f"auditkeep-{principal.tenant_slug}-{stamp}.{fmt.extension}"
     return StreamingResponse(

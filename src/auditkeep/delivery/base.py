@@ -149,6 +149,11 @@ class Kind:
         """Raise ValueError if ``secret`` cannot be this kind's secret."""
         if not secret or len(secret) > 4096:
             raise ValueError("the secret must be 1 to 4,096 characters")
+        if not secret.isprintable() or secret != secret.strip():
+            raise ValueError(
+                "the secret must be printable, without leading or trailing white space or "
+                "line breaks (a pasted token often ends in a newline)"
+            )
 
     def make_sender(
         self, config: Mapping[str, Any], secrets: Secrets, ctx: SenderContext

@@ -97,7 +97,7 @@ class Dispatcher:
         self._pool: ThreadPoolExecutor | None = None
         self._busy: set[tuple[int, str]] = set()
         self._busy_lock = threading.Lock()
-        self._senders: dict[tuple[int, str], tuple[int, Sender]] = {}
+        self._senders: dict[tuple[int, str], tuple[int, Sender, tuple[str, ...]]] = {}
         self._ctx = SenderContext(guard=guard, timeout=settings.timeout, hostname=_hostname())
         #: identifies this process's dispatcher in destination leases (several API nodes)
         self.node_id = f"{_hostname()}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -129,7 +129,7 @@ class Dispatcher:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-        for _, sender in self._senders.values():
+        for _, sender, _secrets in self._senders.values():
             _close(sender)
         self._senders.clear()
         try:
@@ -185,15 +185,20 @@ class Dispatcher:
     def deliver_once(self, tenant_id: int, dest_id: str) -> bool:
         """Send the destination's next batch. True if one was delivered (there may be more)."""
         dests = self.store.destinations(tenant_id)
-        dest = dests.get(dest_id)
         now = now_micros()
+        # the lease first, then the row: what is read afterwards is what this node may act on
+        # (a send takes at most the receiver timeout, well under the lease: it cannot expire
+        # while the batch is in flight); every write below holds to the lease
+        lease = now + int(max(30.0, 3 * self.settings.timeout) * _SECOND)
+        if not dests.claim(dest_id, self.node_id, now, lease):
+            self._evict((tenant_id, dest_id))
+            return False  # gone, or another node's dispatcher is delivering it
+        dest = dests.get(dest_id)
         if dest is None or dest.state != "active":
+            self._evict((tenant_id, dest_id))
             return False
         if dest.next_attempt_at is not None and dest.next_attempt_at > now:
             return False
-        lease = now + int(max(30.0, 3 * self.settings.timeout) * _SECOND)
-        if not dests.claim(dest_id, self.node_id, now, lease):
-            return False  # another node's dispatcher is delivering it
         events_reader = self.store.events(tenant_id)
         want = self.settings.batch_size
         if dest.batch_end is not None:
@@ -202,25 +207,41 @@ class Dispatcher:
         if not events:
             return False
         batch = Batch(tenant_id, self._slug(tenant_id), dest_id, events)
-        if dest.batch_end is None:
-            # fix the batch before the first attempt: after a crash between the receiver's
-            # answer and the cursor update, the same seq range (same batch id, same S3 object)
-            # is sent again, never a differently cut one
-            dests.update(dest_id, batch_end=batch.last_seq)
+        # fix the batch before the first attempt: after a crash between the receiver's answer
+        # and the cursor update, the same seq range (same batch id, same S3 object) is sent
+        # again, never a differently cut one
+        fixed = dest.batch_end is not None or dests.update(
+            dest_id, held_by=self.node_id, batch_end=batch.last_seq
+        )
+        if not fixed:
+            return False
         kind = get_kind(dest.kind)
         started = time.perf_counter()
         try:
             self._sender(dest, kind).send(batch)
         except DeliveryFailed as exc:
-            self._failed(dest, batch, exc.message, exc.retry_after, exc.status)
+            self._failed(dest, batch, self._redact(dest, exc.message), exc.retry_after, exc.status)
             return False
         except Exception as exc:  # a sender bug must not stall delivery silently
-            log.exception("%s sender failed on destination %s", dest.kind, dest_id)
-            self._failed(dest, batch, f"internal error: {type(exc).__name__}: {exc}", None, None)
+            log.error(
+                "%s sender failed on destination %s: %s",
+                dest.kind,
+                dest_id,
+                self._redact(dest, f"{type(exc).__name__}: {exc}"),
+            )
+            self._failed(
+                dest,
+                batch,
+                f"internal error ({type(exc).__name__}); see the server log",
+                None,
+                None,
+            )
             return False
         finally:
             self.metrics.delivery_seconds.labels(dest.kind).observe(time.perf_counter() - started)
-        advanced = dests.advance(dest_id, dest.cursor, batch.last_seq, now_micros())
+        advanced = dests.advance(
+            dest_id, dest.cursor, batch.last_seq, now_micros(), held_by=self.node_id
+        )
         labels = (batch.tenant_slug, dest_id, dest.kind)
         self.metrics.delivery_attempts.labels(*labels, "success").inc()
         self.metrics.delivery_events.labels(*labels).inc(len(events))
@@ -259,7 +280,9 @@ class Dispatcher:
             )
         if pause is not None:
             changes |= {"state": "paused", "paused_reason": pause, "next_attempt_at": None}
-        self.store.destinations(dest.tenant_id).update(dest.dest_id, **changes)
+        self.store.destinations(dest.tenant_id).update(
+            dest.dest_id, held_by=self.node_id, **changes
+        )
         labels = (batch.tenant_slug, dest.dest_id, dest.kind)
         self.metrics.delivery_attempts.labels(*labels, "failure").inc()
         log.warning(
@@ -272,6 +295,22 @@ class Dispatcher:
             "; destination paused" if pause else "",
         )
 
+    def _evict(self, key: tuple[int, str]) -> None:
+        """Forget the sender of a destination that is gone, paused or not ours (its client and
+        connections are closed)."""
+        cached = self._senders.pop(key, None)
+        if cached is not None:
+            _close(cached[1])
+
+    def _redact(self, dest: Destination, message: str) -> str:
+        """``message`` without any of the destination's secrets (a receiver or a library may
+        echo one back, e.g. in an error about a header)."""
+        cached = self._senders.get((dest.tenant_id, dest.dest_id))
+        for secret in cached[2] if cached is not None else ():
+            if len(secret) >= 8:  # (a shorter one would blank ordinary words, not protect)
+                message = message.replace(secret, "[secret]")
+        return message
+
     def _sender(self, dest: Destination, kind: Kind) -> Sender:
         """The destination's sender, rebuilt when its configuration or secret changed."""
         key = (dest.tenant_id, dest.dest_id)
@@ -283,7 +322,7 @@ class Dispatcher:
             _close(cached[1])
         secrets = self.box.open(dest.tenant_id, dest.dest_id, dest.secret)
         sender = kind.make_sender(dest.config, secrets, self._ctx)
-        self._senders[key] = (version, sender)
+        self._senders[key] = (version, sender, secrets.all)
         return sender
 
 

@@ -17,6 +17,7 @@ from auditkeep.delivery.base import DeliveryFailed
 from auditkeep.delivery.netguard import BlockedAddress, NetGuard
 
 USER_AGENT = "auditkeep-delivery/1"
+MAX_ANSWER = 64 * 1024  # bytes of a receiver's answer that are read
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -45,8 +46,21 @@ def post(
         guard.check_url(url)
     except BlockedAddress as exc:
         raise DeliveryFailed(f"refused to connect: {exc}") from None
+    deadline = time.monotonic() + deadline_seconds(client)
     try:
-        response = client.post(url, content=body, headers={"User-Agent": USER_AGENT, **headers})
+        with client.stream(
+            "POST", url, content=body, headers={"User-Agent": USER_AGENT, **headers}
+        ) as response:
+            # read at most MAX_ANSWER bytes, within the deadline: a receiver that answers
+            # without end, or a byte at a time, must not hold a worker (or the lease)
+            answer = bytearray()
+            for chunk in response.iter_bytes():
+                answer += chunk
+                if len(answer) >= MAX_ANSWER:
+                    break
+                if time.monotonic() > deadline:
+                    raise DeliveryFailed("the receiver's answer took too long to arrive")
+            response._content = bytes(answer[:MAX_ANSWER])  # what .text and .json() read
     except httpx.TimeoutException as exc:
         raise DeliveryFailed(f"timed out: {type(exc).__name__}") from None
     except httpx.HTTPError as exc:
@@ -59,3 +73,9 @@ def post(
         status=response.status_code,
         retry_after=retry_after_seconds(response.headers.get("retry-after")),
     )
+
+
+def deadline_seconds(client: httpx.Client) -> float:
+    """The longest reading a whole answer may take: twice the client's read timeout."""
+    read = client.timeout.read
+    return 2 * (read if read is not None else 10.0)

@@ -177,8 +177,9 @@ class DestinationAdmin:
             secret = self._secret(dest.kind, body["secret"])
             changes["secret"] = self.box.seal(tenant.tenant_id, dest_id, Secrets(secret))
         if changes:
-            # a changed receiver gets a fresh start on the batch in flight's backoff
-            changes |= {"next_attempt_at": None}
+            # a changed receiver gets a fresh start: no backoff, no failure streak (the batch
+            # in flight stays the same)
+            changes |= {"next_attempt_at": None, "attempts": 0, "failing_since": None}
             self.store.destinations(tenant.tenant_id).update(dest_id, **changes)
             self._wake()
         return self.get(tenant, dest_id)

@@ -5,7 +5,9 @@ operator's network. So every outbound connection is checked: the host is resolve
 address it resolves to must be a public unicast address, unless the operator allows private
 networks (``delivery_allow_networks``, a list of CIDRs such as ``127.0.0.0/8``, or ``*`` for
 any address). The check runs when a destination is created or changed (a clear error then) and
-again before each connection (so a DNS answer that changes later is caught too).
+again before each connection, so a name that resolves to an internal address later is caught
+at the next attempt. (syslog connects to the checked address; the HTTP kinds let httpx resolve
+the name again, so a DNS answer that changes within that instant is not caught.)
 """
 
 from __future__ import annotations
@@ -37,6 +39,45 @@ def parse_networks(spec: str) -> tuple[bool, tuple[IPNetwork, ...]]:
     return False, tuple(nets)
 
 
+# IPv6 prefixes that carry an IPv4 address a gateway may forward to (NAT64, RFC 6052/8215) or
+# that are not routable on the public internet whatever ``is_global`` says.
+_NON_PUBLIC_V6 = tuple(
+    ipaddress.IPv6Network(n)
+    for n in (
+        "64:ff9b::/96",  # NAT64 well-known prefix: 64:ff9b::a00:5 is 10.0.0.5 behind a gateway
+        "64:ff9b:1::/48",  # local-use NAT64
+        "::/96",  # IPv4-compatible (deprecated): ::127.0.0.1
+        "::ffff:0:0:0/96",  # SIIT translated
+        "fec0::/10",  # site-local (deprecated)
+    )
+)
+
+
+def is_public(address: IPAddress) -> bool:
+    """A public unicast address: not private, loopback, link-local, multicast, reserved or
+    shared, and (IPv6) not one that embeds an IPv4 address that is not public (IPv4-mapped,
+    6to4, Teredo) or that a NAT64 gateway would translate."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+        if any(v4 is not None and not is_public(v4) for v4 in embedded):
+            return False
+        if address.ipv4_mapped is not None:
+            return True  # the IPv4 address decided
+        if any(address in net for net in _NON_PUBLIC_V6) or address.is_site_local:
+            return False
+    return bool(
+        address.is_global
+        and not (
+            address.is_multicast
+            or address.is_reserved
+            or address.is_private
+            or address.is_loopback
+            or address.is_link_local
+            or address.is_unspecified
+        )
+    )
+
+
 class NetGuard:
     """Decides whether delivery may connect to a host."""
 
@@ -52,9 +93,7 @@ class NetGuard:
     def permitted(self, address: IPAddress) -> bool:
         if self.allow_any or any(address in net for net in self.allow):
             return True
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return address.is_global and not address.is_multicast
+        return is_public(address)
 
     def check_host(self, host: str, port: int) -> list[IPAddress]:
         """Resolve ``host``; raise BlockedAddress unless every address is permitted."""

@@ -45,18 +45,29 @@ class SecretBox:
             self._aead = AESGCM(raw)
         return self._aead
 
+    def ensure(self) -> None:
+        """Make the key now if there is none (the server does this at start, so the keys/
+        directory an operator copies to other API nodes already holds it)."""
+        self._key()
+
     def _create(self) -> None:
+        """Write a new key to a temporary file, then link it into place: another process sees
+        no key or a whole one, never a half-written file; if two race, one key wins."""
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return  # another process made it first
+        tmp = self.path.with_name(f".{KEY_FILE}.{os.getpid()}.{os.urandom(4).hex()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             os.fchmod(fd, 0o600)
             os.write(fd, AESGCM.generate_key(bit_length=256))
             os.fsync(fd)
         finally:
             os.close(fd)
+        try:
+            os.link(tmp, self.path)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        finally:
+            tmp.unlink()
 
     @staticmethod
     def _aad(tenant_id: int, dest_id: str) -> bytes:

@@ -75,7 +75,12 @@ class SplunkSender:
             answer = None
         if not isinstance(answer, dict) or answer.get("code") != 0:
             raise DeliveryFailed(
-                f"HEC did not confirm the batch: {response.text[:200]!r}",
+                "HEC did not confirm the batch"
+                + (
+                    f": {str(answer.get('text'))[:200]!r} (code {answer.get('code')})"
+                    if isinstance(answer, dict) and answer.get("text")
+                    else ""
+                ),
                 status=response.status_code,
             )
 

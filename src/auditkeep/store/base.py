@@ -197,12 +197,24 @@ class TenantDestinations(Protocol):
 
     def get(self, dest_id: str) -> Destination | None: ...
 
-    def update(self, dest_id: str, **changes: Any) -> Destination | None:
-        """Set the given columns (and updated_at); None if there is no such destination."""
+    def update(
+        self, dest_id: str, *, held_by: str | None = None, **changes: Any
+    ) -> Destination | None:
+        """Set the given columns (and updated_at); None if there is no such destination (or,
+        with ``held_by``, if that owner no longer holds its delivery lease)."""
 
-    def advance(self, dest_id: str, from_cursor: int, to_cursor: int, at: int) -> bool:
+    def advance(
+        self,
+        dest_id: str,
+        from_cursor: int,
+        to_cursor: int,
+        at: int,
+        *,
+        held_by: str | None = None,
+    ) -> bool:
         """Record a delivered batch: cursor ``from_cursor`` -> ``to_cursor``, failures cleared.
-        False (nothing changed) if the cursor is no longer ``from_cursor``."""
+        False (nothing changed) if the cursor is no longer ``from_cursor`` (or, with
+        ``held_by``, that owner no longer holds the lease)."""
 
     def delete(self, dest_id: str) -> bool: ...
 

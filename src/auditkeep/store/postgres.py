@@ -1291,7 +1291,9 @@ class PostgresTenantDestinations:
         found = self._select("AND dest_id = %s", (dest_id,))
         return found[0] if found else None
 
-    def update(self, dest_id: str, **changes: Any) -> Destination | None:
+    def update(
+        self, dest_id: str, *, held_by: str | None = None, **changes: Any
+    ) -> Destination | None:
         unknown = set(changes) - DEST_UPDATABLE
         if unknown:
             raise StoreError(f"not updatable: {', '.join(sorted(unknown))}")
@@ -1305,8 +1307,9 @@ class PostgresTenantDestinations:
         with self._store._transaction() as conn:
             try:
                 cur = conn.execute(
-                    f"UPDATE destinations SET {sets} WHERE tenant_id = %s AND dest_id = %s",
-                    (*changes.values(), self.tenant_id, dest_id),
+                    f"UPDATE destinations SET {sets} WHERE tenant_id = %s AND dest_id = %s"
+                    " AND (CAST(%s AS TEXT) IS NULL OR lease_owner = %s)",
+                    (*changes.values(), self.tenant_id, dest_id, held_by, held_by),
                 )
             except pg_errors.UniqueViolation:
                 raise Conflict(
@@ -1317,7 +1320,15 @@ class PostgresTenantDestinations:
             return None
         return self.get(dest_id)
 
-    def advance(self, dest_id: str, from_cursor: int, to_cursor: int, at: int) -> bool:
+    def advance(
+        self,
+        dest_id: str,
+        from_cursor: int,
+        to_cursor: int,
+        at: int,
+        *,
+        held_by: str | None = None,
+    ) -> bool:
         if not _bindable(dest_id):
             return False
         with self._store._transaction() as conn:
@@ -1325,7 +1336,8 @@ class PostgresTenantDestinations:
                 "UPDATE destinations SET cursor = %s, batch_end = NULL, attempts = 0,"
                 " failing_since = NULL, next_attempt_at = NULL, last_error = NULL,"
                 " last_attempt_at = %s, last_success_at = %s, delivered = delivered + %s,"
-                " updated_at = %s WHERE tenant_id = %s AND dest_id = %s AND cursor = %s",
+                " updated_at = %s WHERE tenant_id = %s AND dest_id = %s AND cursor = %s"
+                " AND (CAST(%s AS TEXT) IS NULL OR lease_owner = %s)",
                 (
                     to_cursor,
                     at,
@@ -1335,6 +1347,8 @@ class PostgresTenantDestinations:
                     self.tenant_id,
                     dest_id,
                     from_cursor,
+                    held_by,
+                    held_by,
                 ),
             )
             return cur.rowcount > 0

@@ -779,7 +779,9 @@ class SQLiteTenantDestinations:
         found = self._select("AND dest_id = ?", (dest_id,))
         return found[0] if found else None
 
-    def update(self, dest_id: str, **changes: Any) -> Destination | None:
+    def update(
+        self, dest_id: str, *, held_by: str | None = None, **changes: Any
+    ) -> Destination | None:
         unknown = set(changes) - DEST_UPDATABLE
         if unknown:
             raise StoreError(f"not updatable: {', '.join(sorted(unknown))}")
@@ -794,8 +796,9 @@ class SQLiteTenantDestinations:
         def txn(conn: sqlite3.Connection) -> int:
             try:
                 cur = conn.execute(
-                    f"UPDATE destinations SET {sets} WHERE tenant_id = ? AND dest_id = ?",
-                    (*changes.values(), self.tenant_id, dest_id),
+                    f"UPDATE destinations SET {sets} WHERE tenant_id = ? AND dest_id = ?"
+                    " AND (CAST(? AS TEXT) IS NULL OR lease_owner = ?)",
+                    (*changes.values(), self.tenant_id, dest_id, held_by, held_by),
                 )
             except sqlite3.IntegrityError:
                 raise Conflict(
@@ -807,13 +810,22 @@ class SQLiteTenantDestinations:
             return None
         return self.get(dest_id)
 
-    def advance(self, dest_id: str, from_cursor: int, to_cursor: int, at: int) -> bool:
+    def advance(
+        self,
+        dest_id: str,
+        from_cursor: int,
+        to_cursor: int,
+        at: int,
+        *,
+        held_by: str | None = None,
+    ) -> bool:
         def txn(conn: sqlite3.Connection) -> int:
             return conn.execute(
                 "UPDATE destinations SET cursor = ?, batch_end = NULL, attempts = 0,"
                 " failing_since = NULL, next_attempt_at = NULL, last_error = NULL,"
                 " last_attempt_at = ?, last_success_at = ?, delivered = delivered + ?,"
-                " updated_at = ? WHERE tenant_id = ? AND dest_id = ? AND cursor = ?",
+                " updated_at = ? WHERE tenant_id = ? AND dest_id = ? AND cursor = ?"
+                " AND (CAST(? AS TEXT) IS NULL OR lease_owner = ?)",
                 (
                     to_cursor,
                     at,
@@ -823,6 +835,8 @@ class SQLiteTenantDestinations:
                     self.tenant_id,
                     dest_id,
                     from_cursor,
+                    held_by,
+                    held_by,
                 ),
             ).rowcount
 
