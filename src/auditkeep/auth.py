@@ -136,6 +136,30 @@ class Authenticator:
         self._lock = threading.Lock()
 
     def authenticate(self, authorization: str | None) -> Principal:
+        """The principal of a bearer key (may read the store: call it off the event loop)."""
+        principal = self.from_cache(authorization)
+        if principal is not None:
+            return principal
+        key_id, digest = self._parse(authorization)
+        found = self._store.find_key(key_id)
+        if found is None or not hmac.compare_digest(found.secret_hash, digest):
+            raise Unauthorized("unknown API key: it does not exist or was deleted")
+        with self._lock:
+            self._cache[digest] = (found, time.monotonic())
+        return self._principal(found)
+
+    def from_cache(self, authorization: str | None) -> Principal | None:
+        """The principal if the key is in the cache (no store access), None if the store must
+        be asked; Unauthorized for a missing, malformed, revoked or expired key."""
+        _key_id, digest = self._parse(authorization)
+        cached = self._cache.get(digest)
+        if cached is None or time.monotonic() - cached[1] >= self._cache_seconds:
+            return None
+        return self._principal(cached[0])
+
+    @staticmethod
+    def _parse(authorization: str | None) -> tuple[str, bytes]:
+        """``(key id, SHA-256 of the key)`` of a well-formed ``Bearer`` header."""
         if not authorization:
             raise Unauthorized(
                 "send your API key as 'Authorization: Bearer <key>'",
@@ -150,18 +174,10 @@ class Authenticator:
                 "the API key is malformed: keys look like ak_xxxxxxxxxxxx_ followed by "
                 "43 characters; check for truncation or extra characters"
             )
-        digest = hash_key(key)
-        now = time.monotonic()
-        cached = self._cache.get(digest)
-        if cached is not None and now - cached[1] < self._cache_seconds:
-            record = cached[0]
-        else:
-            found = self._store.find_key(m.group(1))
-            if found is None or not hmac.compare_digest(found.secret_hash, digest):
-                raise Unauthorized("unknown API key: it does not exist or was deleted")
-            record = found
-            with self._lock:
-                self._cache[digest] = (record, now)
+        return m.group(1), hash_key(key)
+
+    @staticmethod
+    def _principal(record: ApiKey) -> Principal:
         if record.revoked_at is not None:
             raise Unauthorized(
                 f"API key {record.key_id} was revoked at {format_timestamp(record.revoked_at)}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -26,7 +27,7 @@ def tenant_json(t: Tenant) -> dict[str, Any]:
 @route("/v1/tenants")
 async def create_tenant(request: Request) -> Response:
     """Create a tenant (operator keys only)."""
-    authenticate(request).require(OPERATOR)
+    (await authenticate(request)).require(OPERATOR)
     body = check_fields(await read_json(request, _BODY_LIMIT), {"slug", "name"}, {"slug"})
     slug = optional_string(body, "slug") or ""
     tenant = core_of(request).create_tenant(slug, optional_string(body, "name"))
@@ -36,7 +37,7 @@ async def create_tenant(request: Request) -> Response:
 @route("/v1/tenants")
 async def list_tenants(request: Request) -> Response:
     """Every tenant (operator keys only)."""
-    authenticate(request).require(OPERATOR)
+    (await authenticate(request)).require(OPERATOR)
     tenants = core_of(request).store.list_tenants()
     return JSONResponse({"data": [tenant_json(t) for t in tenants]})
 
@@ -44,9 +45,9 @@ async def list_tenants(request: Request) -> Response:
 @route("/v1/tenants/{tenant}/keys")
 async def create_key(request: Request) -> Response:
     """Create an API key; the response is the only time the key is shown."""
-    principal = authenticate(request)
+    principal = await authenticate(request)
     core = core_of(request)
-    tenant = core.tenant(request.path_params["tenant"], principal)
+    tenant = await run_in_threadpool(core.tenant, request.path_params["tenant"], principal)
     body = check_fields(
         await read_json(request, _BODY_LIMIT),
         {"scopes", "name", "expires_at", "rate_limit_rps"},
@@ -76,18 +77,18 @@ async def create_key(request: Request) -> Response:
 @route("/v1/tenants/{tenant}/keys")
 async def list_keys(request: Request) -> Response:
     """A tenant's keys (ids, scopes, state; never the keys or their hashes)."""
-    principal = authenticate(request)
+    principal = await authenticate(request)
     core = core_of(request)
-    tenant = core.tenant(request.path_params["tenant"], principal)
+    tenant = await run_in_threadpool(core.tenant, request.path_params["tenant"], principal)
     return JSONResponse({"data": [k.public() for k in core.store.list_keys(tenant.tenant_id)]})
 
 
 @route("/v1/tenants/{tenant}/keys/{key_id}")
 async def revoke_key(request: Request) -> Response:
     """Revoke a key; it stops working at once on this node (within the key cache TTL on others)."""
-    principal = authenticate(request)
+    principal = await authenticate(request)
     core = core_of(request)
-    tenant = core.tenant(request.path_params["tenant"], principal)
+    tenant = await run_in_threadpool(core.tenant, request.path_params["tenant"], principal)
     record = core.revoke_key(tenant, request.path_params["key_id"])
     return JSONResponse(record.public())
 

@@ -22,10 +22,11 @@ from auditkeep.store.base import Tenant
 _BODY_LIMIT = 64 * 1024
 
 
-def _scope(request: Request) -> tuple[Core, Tenant]:
-    principal = authenticate(request)
+async def _scope(request: Request) -> tuple[Core, Tenant]:
+    principal = await authenticate(request)
     core = core_of(request)
-    return core, core.tenant(request.path_params["tenant"], principal)
+    slug = request.path_params["tenant"]
+    return core, await run_in_threadpool(core.tenant, slug, principal)
 
 
 async def _body(request: Request, *, optional: bool = False) -> Any:
@@ -43,7 +44,7 @@ async def _body(request: Request, *, optional: bool = False) -> Any:
 @route("/v1/tenants/{tenant}/destinations")
 async def create_destination(request: Request) -> Response:
     """Create a destination; delivery starts at once (from the log's start unless start=now)."""
-    core, tenant = _scope(request)
+    core, tenant = await _scope(request)
     body = await _body(request)
     return JSONResponse(
         await run_in_threadpool(core.destinations.create, tenant, body), status_code=201
@@ -53,14 +54,14 @@ async def create_destination(request: Request) -> Response:
 @route("/v1/tenants/{tenant}/destinations")
 async def list_destinations(request: Request) -> Response:
     """A tenant's destinations with their delivery status."""
-    core, tenant = _scope(request)
+    core, tenant = await _scope(request)
     return JSONResponse({"data": await run_in_threadpool(core.destinations.list, tenant)})
 
 
 @route("/v1/tenants/{tenant}/destinations/{dest_id}")
 async def get_destination(request: Request) -> Response:
     """One destination: configuration, cursor, lag (events, seconds), last error, attempts."""
-    core, tenant = _scope(request)
+    core, tenant = await _scope(request)
     return JSONResponse(
         await run_in_threadpool(core.destinations.get, tenant, request.path_params["dest_id"])
     )
@@ -69,7 +70,7 @@ async def get_destination(request: Request) -> Response:
 @route("/v1/tenants/{tenant}/destinations/{dest_id}")
 async def update_destination(request: Request) -> Response:
     """Change a destination's name, configuration (replaced whole) or secret."""
-    core, tenant = _scope(request)
+    core, tenant = await _scope(request)
     body = await _body(request)
     return JSONResponse(
         await run_in_threadpool(
@@ -81,7 +82,7 @@ async def update_destination(request: Request) -> Response:
 @route("/v1/tenants/{tenant}/destinations/{dest_id}")
 async def delete_destination(request: Request) -> Response:
     """Delete a destination (its events stay in the log)."""
-    core, tenant = _scope(request)
+    core, tenant = await _scope(request)
     await run_in_threadpool(core.destinations.delete, tenant, request.path_params["dest_id"])
     return Response(status_code=204)
 
@@ -89,7 +90,7 @@ async def delete_destination(request: Request) -> Response:
 @route("/v1/tenants/{tenant}/destinations/{dest_id}/pause")
 async def pause_destination(request: Request) -> Response:
     """Stop delivering until resumed: ``{"reason": "..."}`` (optional)."""
-    core, tenant = _scope(request)
+    core, tenant = await _scope(request)
     body = await _body(request, optional=True)
     reason = body.get("reason") if isinstance(body, dict) else None
     if reason is not None and not isinstance(reason, str):
@@ -104,7 +105,7 @@ async def pause_destination(request: Request) -> Response:
 @route("/v1/tenants/{tenant}/destinations/{dest_id}/resume")
 async def resume_destination(request: Request) -> Response:
     """Deliver again now, from where the destination stopped."""
-    core, tenant = _scope(request)
+    core, tenant = await _scope(request)
     return JSONResponse(
         await run_in_threadpool(core.destinations.resume, tenant, request.path_params["dest_id"])
     )
@@ -113,7 +114,7 @@ async def resume_destination(request: Request) -> Response:
 @route("/v1/tenants/{tenant}/destinations/{dest_id}/rotate-secret")
 async def rotate_secret(request: Request) -> Response:
     """A new secret; webhooks keep signing with the previous ones until keep_previous=false."""
-    core, tenant = _scope(request)
+    core, tenant = await _scope(request)
     body = await _body(request, optional=True)
     dest_id = request.path_params["dest_id"]
     return JSONResponse(

@@ -19,7 +19,7 @@ from auditkeep.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, Va
 @route("/v1/events")
 async def post_events(request: Request) -> Response:
     """Ingest one event (201) or ``{"events": [...]}`` (200 with one result per event)."""
-    principal = authenticate(request)
+    principal = await authenticate(request)
     principal.require_tenant_scope(EVENTS_WRITE)
     core = core_of(request)
     body = await read_json(request, core.config.max_body_bytes)
@@ -71,7 +71,7 @@ async def _ingest_batch(
 @route("/v1/events")
 async def list_events(request: Request) -> Response:
     """Filtered, cursor-paginated events of the caller's tenant."""
-    principal = authenticate(request)
+    principal = await authenticate(request)
     principal.require_tenant_scope(EVENTS_READ)
     core = core_of(request)
     page = await _in_thread(core.query_events, principal.tenant_id, request.query_params)
@@ -83,7 +83,7 @@ async def feed(request: Request) -> Response:
     """Events after a seq, in log order: ``?after=N&limit=M[&wait=S]`` ->
     ``{"data", "size", "next_after"}``. With ``wait``, an empty answer waits up to S seconds
     for new events (long-polling)."""
-    principal = authenticate(request)
+    principal = await authenticate(request)
     principal.require_tenant_scope(EVENTS_READ)
     params = request.query_params
     unknown = set(params) - {"after", "limit", "wait"}
@@ -125,7 +125,7 @@ async def feed(request: Request) -> Response:
 async def export(request: Request) -> Response:
     """Stream the caller's events that match the filters of GET /v1/events, as ``format`` =
     ndjson (default), csv or ocsf; oldest first unless order=desc. Constant memory."""
-    principal = authenticate(request)
+    principal = await authenticate(request)
     principal.require_tenant_scope(EVENTS_READ)
     core = core_of(request)
     fmt, chunks = await _in_thread(core.export, principal.tenant_id, request.query_params)
@@ -144,7 +144,7 @@ async def export(request: Request) -> Response:
 @route("/v1/events/{event_id}")
 async def get_event(request: Request) -> Response:
     """One event of the caller's tenant, by its id."""
-    principal = authenticate(request)
+    principal = await authenticate(request)
     principal.require_tenant_scope(EVENTS_READ)
     event_id = request.path_params["event_id"]
     reader = core_of(request).store.events(principal.tenant_id)

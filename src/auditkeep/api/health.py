@@ -40,9 +40,9 @@ async def readyz(request: Request) -> Response:
 @route("/metrics")
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition format."""
-    return Response(
-        core_of(request).metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
-    )
+    # (in the thread pool: the delivery collector reads the store)
+    body = await run_in_threadpool(core_of(request).metrics.render)
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 routes = [

@@ -23,8 +23,8 @@ def _tenant(principal: Principal) -> Tenant:
     return Tenant(key.tenant_id, key.tenant_slug, key.tenant_slug, 0)
 
 
-def _reader(request: Request) -> Tenant:
-    principal = authenticate(request)
+async def _reader(request: Request) -> Tenant:
+    principal = await authenticate(request)
     principal.require_tenant_scope(EVENTS_READ)
     return _tenant(principal)
 
@@ -62,7 +62,7 @@ def _wants_json(request: Request, params: dict[str, str]) -> bool:
 @route("/v1/log/checkpoint")
 async def latest_checkpoint(request: Request) -> Response:
     """The latest signed checkpoint: the signed note (text/plain), or JSON."""
-    tenant = _reader(request)
+    tenant = await _reader(request)
     params = _params(request, {"format"})
     core = core_of(request)
     cp = await run_in_threadpool(core.tlog.latest, tenant)
@@ -74,7 +74,7 @@ async def latest_checkpoint(request: Request) -> Response:
 @route("/v1/log/checkpoints")
 async def list_checkpoints(request: Request) -> Response:
     """Checkpoint history, smallest tree size first: ``?after_size=N&limit=M``."""
-    tenant = _reader(request)
+    tenant = await _reader(request)
     params = _params(request, {"after_size", "limit"})
     after = _int(params, "after_size")
     limit = _int(params, "limit", 100)
@@ -95,7 +95,7 @@ async def list_checkpoints(request: Request) -> Response:
 async def sign_checkpoint(request: Request) -> Response:
     """Sign a checkpoint of the caller's log now (events:write or admin). 201 if one was
     made, 200 if the latest checkpoint already covers the log."""
-    principal = authenticate(request)
+    principal = await authenticate(request)
     key = principal.key
     if key.tenant_id == SYSTEM_TENANT_ID:
         principal.require_tenant_scope(EVENTS_WRITE)  # explains that operator keys cannot
@@ -113,7 +113,7 @@ async def sign_checkpoint(request: Request) -> Response:
 async def inclusion(request: Request) -> Response:
     """Inclusion proof of an event (``?id=`` or ``?seq=``) in the tree of ``tree_size``
     (default: the latest checkpoint's size)."""
-    tenant = _reader(request)
+    tenant = await _reader(request)
     params = _params(request, {"id", "seq", "tree_size"})
     core = core_of(request)
     body = await run_in_threadpool(
@@ -130,7 +130,7 @@ async def inclusion(request: Request) -> Response:
 @route("/v1/log/proof/consistency")
 async def consistency(request: Request) -> Response:
     """Consistency proof from tree size ``first`` to ``second`` (default: latest checkpoint)."""
-    tenant = _reader(request)
+    tenant = await _reader(request)
     params = _params(request, {"first", "second"})
     first = _int(params, "first")
     if first is None:
@@ -143,7 +143,7 @@ async def consistency(request: Request) -> Response:
 @route("/v1/log/frontier")
 async def frontier(request: Request) -> Response:
     """The perfect-subtree roots of the tree of ``tree_size`` (for export bundles)."""
-    tenant = _reader(request)
+    tenant = await _reader(request)
     params = _params(request, {"tree_size"})
     core = core_of(request)
     body = await run_in_threadpool(core.tlog.frontier, tenant, _int(params, "tree_size"))
