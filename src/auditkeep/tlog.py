@@ -315,6 +315,7 @@ class TransparencyLog:
             if not rows or rows[0].seq != seq:
                 raise NotFound(f"tenant {tenant.slug!r} has no event with seq {seq}")
             leaf = rows[0].leaf_hash
+            event_id = rows[0].to_json()["id"]
         size, _ = self._tree_size(tenant, tree_size)
         if seq > size:
             if tree_size is None:
@@ -336,6 +337,31 @@ class TransparencyLog:
             "checkpoint": checkpoint.note.decode("utf-8") if checkpoint else None,
         }
 
+    def checkpoint_at(self, tenant: Tenant, size: int) -> StoredCheckpoint:
+        """The signed checkpoint of exactly ``size`` events; NotFound (naming the nearest
+        signed sizes) if none was signed at that size."""
+        tenant_log = self.store.log(tenant.tenant_id)
+        cp = tenant_log.checkpoint(size)
+        if cp is not None:
+            return cp
+        latest = tenant_log.latest_checkpoint()
+        if latest is None:
+            raise NotFound(
+                f"tenant {tenant.slug!r} has no signed checkpoint yet; one is signed every "
+                "checkpoint_interval seconds, or now with POST /v1/log/checkpoints"
+            )
+        later = tenant_log.checkpoints(size, 1)
+        hint = (
+            f"the next one signed is at size {later[0].size}"
+            if later
+            else f"the latest is at size {latest.size}"
+        )
+        raise NotFound(
+            f"no checkpoint of tenant {tenant.slug!r} was signed at size {size} ({hint}); "
+            "checkpoints are signed only at some sizes: list them with GET /v1/log/checkpoints, "
+            "and prove a size against a signed one with GET /v1/log/proof/consistency"
+        )
+
     def consistency(self, tenant: Tenant, first: int, second: int | None) -> dict[str, Any]:
         """RFC 9162 consistency proof between tree sizes ``first`` <= ``second``."""
         second, _ = self._tree_size(tenant, second)
@@ -350,9 +376,12 @@ class TransparencyLog:
         tree = CompactRange.from_reader(size, self.store.log(tenant.tenant_id))
         return {"tree_size": size, "hashes": [h.hex() for h in tree.hashes]}
 
-    def public_keys(self) -> dict[str, Any]:
+    def public_keys(self, tenant: Tenant | None = None) -> dict[str, Any]:
+        """The verifier keys; with ``tenant`` also that tenant's log origin."""
+        origin = {"origin": self.origin(tenant.slug)} if tenant is not None else {}
         return {
             "key_name": self.keys.key_name,
+            **origin,
             "keys": [
                 {
                     "vkey": r.vkey,

@@ -344,7 +344,7 @@ class CheckedCheckpoint:
 
     size: int
     root: bytes
-    label: str  # e.g. "checkpoint at size 10 (2026-11-23T10:00:00Z, key 6b1fd8f1)"
+    label: str  # e.g. "checkpoint at size 10 (2026-11-23T10:00:00Z, key 03df68e6)"
     timestamp: str | None
     key_ids: tuple[str, ...]
     note: bytes

@@ -101,6 +101,8 @@ async def test_inclusion_proof_for_every_event(app: App) -> None:
     by_seq = (await app.get("acme", "/v1/log/proof/inclusion", seq=5, tree_size=9)).json()
     assert by_seq["tree_size"] == 9 and by_seq["checkpoint"] is None
     assert by_seq["leaf_index"] == 4
+    # asked by seq, the answer names the event it proves
+    assert by_seq["id"] == results[4]["id"]
 
 
 async def test_consistency_between_checkpoints(app: App) -> None:
@@ -223,3 +225,58 @@ async def test_public_key_and_rotation(app: App) -> None:
         verify_checkpoint(third, old, "auditkeep.local/acme")
     verify_checkpoint(third, [both[0]], "auditkeep.local/acme")
     assert not (app.core.config.data_dir / "keys" / f"{listing['keys'][1]['key_id']}.key").exists()
+
+
+async def test_checkpoint_at_a_given_size(app: App) -> None:
+    await _ingest(app, "acme", range(5))
+    five = await _sign(app)
+    await _ingest(app, "acme", range(5, 9))
+    nine = await _sign(app)
+    verifiers = await _verifiers(app)
+    note = (await app.get("acme_read", "/v1/log/checkpoints/5")).content
+    assert note == five["note"].encode()
+    assert verify_checkpoint(note, verifiers, "auditkeep.local/acme").size == 5
+    as_json = (await app.get("acme_read", "/v1/log/checkpoints/9", format="json")).json()
+    assert as_json == nine
+    # a size that was never signed: 404 naming the next signed size, and where to look
+    r = await app.get("acme_read", "/v1/log/checkpoints/7")
+    assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+    detail = r.json()["detail"]
+    assert "was signed at size 7" in detail and "next one signed is at size 9" in detail
+    r = await app.get("acme_read", "/v1/log/checkpoints/12")
+    assert r.status_code == 404 and "the latest is at size 9" in r.json()["detail"]
+    r = await app.get("acme_read", "/v1/log/checkpoints/x")
+    assert r.status_code == 400 and "size must be a whole number" in r.json()["detail"]
+    # another tenant's checkpoint of the same size is not visible
+    await _ingest(app, "globex", range(5))
+    r = await app.get("globex", "/v1/log/checkpoints/5")
+    assert r.status_code == 404 and "no signed checkpoint yet" in r.json()["detail"]
+    assert (await app.get("acme_write", "/v1/log/checkpoints/5")).status_code == 403
+
+
+async def test_checkpoints_paging(app: App) -> None:
+    sizes = []
+    for n in range(4):
+        await _ingest(app, "acme", range(n * 2, n * 2 + 2))
+        sizes.append((await _sign(app))["size"])
+    seen, params = [], {"limit": 3}
+    while True:
+        page = (await app.get("acme_read", "/v1/log/checkpoints", **params)).json()
+        seen += [c["size"] for c in page["data"]]
+        if page["next_after_size"] is None:
+            break
+        assert page["next_after_size"] == page["data"][-1]["size"]
+        params["after_size"] = page["next_after_size"]  # exclusive
+    assert seen == sizes == [2, 4, 6, 8]
+    r = await app.get("acme_read", "/v1/log/checkpoints", limit=1001)
+    assert r.status_code == 400 and "between 1 and 1000" in r.json()["detail"]
+
+
+async def test_key_answers_the_callers_origin(app: App) -> None:
+    public = (await app.client.get("/v1/log/key", params={"format": "json"})).json()
+    assert "origin" not in public and public["key_name"] == "auditkeep.local"
+    mine = (await app.get("acme_read", "/v1/log/key", format="json")).json()
+    assert mine["origin"] == "auditkeep.local/acme" and mine["keys"] == public["keys"]
+    assert "origin" not in (await app.get("operator", "/v1/log/key", format="json")).json()
+    bad = await app.client.get("/v1/log/key", headers={"Authorization": "Bearer ak_nope_nope"})
+    assert bad.status_code == 401

@@ -47,6 +47,8 @@ def test_agrees_with_the_exact_encoder(value: Any) -> None:
         b'{"\xef\xbf\xbd":2,"\xf0\x9f\x98\x80":1}',  # code point order, not UTF-16
         b'{"b":1,"a":2}',
         b'{"a": 1}',
+        b'{"a":1E21}',  # RFC 8785 writes 1e+21
+        b'{"a":1e21}',
     ],
 )
 def test_not_canonical(raw: bytes) -> None:
@@ -56,4 +58,11 @@ def test_not_canonical(raw: bytes) -> None:
 def test_canonical() -> None:
     # U+1F600 is D83D DE00 in UTF-16, so it sorts before U+FFFD
     for raw in (b'{"a":1.5,"b":[1,"x"]}', b'{"\xf0\x9f\x98\x80":1,"\xef\xbf\xbd":2}', b"[]"):
+        assert is_canonical(orjson.loads(raw), raw), raw
+
+
+def test_number_range_is_rfc_8785_not_the_ingest_limit() -> None:
+    """docs/verification.md: content checks accept any number whose text is the JCS form of
+    its double, beyond the ingest limit of 2^53-1 too."""
+    for raw in (b'{"a":9007199254740992}', b'{"a":1e+21}', b'{"a":-9007199254740991}'):
         assert is_canonical(orjson.loads(raw), raw), raw

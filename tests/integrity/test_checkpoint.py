@@ -77,11 +77,10 @@ SUMDB_NOTE = (
 
 # The worked example in docs/verification.md (regenerate both together if this changes).
 DOC_SEED = hashlib.sha256(b"auditkeep docs example key").digest()
+DOC_KEY_NAME = "auditkeep.example.com"  # the log name; the origin is <key name>/<tenant>
 DOC_ORIGIN = "auditkeep.example.com/acme"
-DOC_SKEY = (
-    "PRIVATE+KEY+auditkeep.example.com/acme+6b1fd8f1+AWdthFqsXsOz4N0TOlVoJapn3ShzkeTTBe5AI85jkumB"
-)
-DOC_VKEY = "auditkeep.example.com/acme+6b1fd8f1+AQBNXKlIUBQn8QGlWmHAqnL4fjiVy/rzyO4Eksk8be24"
+DOC_SKEY = "PRIVATE+KEY+auditkeep.example.com+03df68e6+AWdthFqsXsOz4N0TOlVoJapn3ShzkeTTBe5AI85jkumB"
+DOC_VKEY = "auditkeep.example.com+03df68e6+AQBNXKlIUBQn8QGlWmHAqnL4fjiVy/rzyO4Eksk8be24"
 DOC_ROOT = bytes.fromhex("4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4")
 DOC_NOTE = (
     "auditkeep.example.com/acme\n"
@@ -89,7 +88,7 @@ DOC_NOTE = (
     "Tju7H3tHjc/nH7YxYxUZo7yhLJrvyhYSv85ME6hiZNQ=\n"
     "timestamp 2024-01-01T00:00:00Z\n"
     "\n"
-    "\u2014 auditkeep.example.com/acme ax/Y8R57Uh0ITcAjH4Qv5IKH3pNzcGrTyBvxT8mFCUMWb+UAbukF80yqTzq"
+    "\u2014 auditkeep.example.com A99o5h57Uh0ITcAjH4Qv5IKH3pNzcGrTyBvxT8mFCUMWb+UAbukF80yqTzq"
     "UrJjOfvRy20ALv1orMVByIY+ipzgr5g4=\n"
 ).encode()
 
@@ -140,6 +139,26 @@ def test_go_vector_open(peter: Signer) -> None:
     corrupt_enoch = ENOCH_SIG[:60] + "ABCD" + ENOCH_SIG[60:]
     messy = (TEXT + "\n" + PETER_SIG + PETER_SIG + ENOCH_SIG + corrupt_enoch).encode()
     assert open_note(messy, [peter.verifier]) == (TEXT, ["PeterNeumann"])
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("\u2014 Enoch+Root " + ENOCH_SIG.split(" ")[2], "invalid key name 'Enoch\\+Root'"),
+        ("\u2014 EnochRoot AAAA\n", "decodes to 3 bytes"),
+        ("\u2014 EnochRoot " + ENOCH_SIG.split(" ")[2].rstrip("=\n") + "\n", "not valid base64"),
+        ("\u2014 EnochRoot\n", "decodes to 0 bytes"),
+    ],
+)
+def test_malformed_lines_of_unknown_keys_are_fatal(peter: Signer, line: str, message: str) -> None:
+    """docs/verification.md: a malformed signature line rejects the note, whoever's key it
+    names (as Go's note.Open); only well-formed unknown signatures are ignored."""
+    with pytest.raises(MalformedNoteError, match=message):
+        open_note((TEXT + "\n" + PETER_SIG + line).encode(), [peter.verifier])
+    short_unknown = "\u2014 EnochRoot AAAAAAA=\n"  # 5 bytes: well-formed, unknown, ignored
+    assert open_note((TEXT + "\n" + PETER_SIG + short_unknown).encode(), [peter.verifier])[1] == [
+        "PeterNeumann"
+    ]
 
 
 def test_go_vector_invalid_signature(peter: Signer) -> None:
@@ -324,7 +343,7 @@ def test_sumdb_checkpoint_verifies() -> None:
 
 
 def test_doc_worked_example() -> None:
-    signer = Signer(DOC_ORIGIN, DOC_SEED)
+    signer = Signer(DOC_KEY_NAME, DOC_SEED)
     assert signer.skey == DOC_SKEY
     assert signer.verifier.vkey == DOC_VKEY
     cp = Checkpoint(DOC_ORIGIN, 5, DOC_ROOT, ["timestamp 2024-01-01T00:00:00Z"])

@@ -192,8 +192,10 @@ _LOG_PATHS: dict[str, Any] = {
     "/v1/log/checkpoints": {
         "get": {
             "summary": "Checkpoint history, smallest tree size first",
+            "description": "Page with after_size (exclusive): pass the answer's "
+            "next_after_size until it is null. Needs events:read.",
             "parameters": [
-                _query("after_size", "Only checkpoints with a larger tree size"),
+                _query("after_size", "Only checkpoints with a larger tree size (exclusive)"),
                 _query("limit", "1-1000 (default 100)", maximum=1000),
             ],
             "responses": {
@@ -224,6 +226,24 @@ _LOG_PATHS: dict[str, Any] = {
             },
         },
     },
+    "/v1/log/checkpoints/{size}": {
+        "get": {
+            "summary": "The checkpoint signed at exactly this tree size",
+            "description": "404 if no checkpoint was signed at that size (checkpoints are "
+            "signed at some sizes only; the message names the next signed size). "
+            "Needs events:read.",
+            "parameters": [
+                {
+                    "name": "size",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "integer", "minimum": 0},
+                },
+                _FORMAT_PARAM,
+            ],
+            "responses": {"200": _NOTE_OR_JSON, **_problem_responses(400, 401, 403, 404)},
+        }
+    },
     "/v1/log/proof/inclusion": {
         "get": {
             "summary": "RFC 9162 inclusion proof of an event",
@@ -239,7 +259,7 @@ _LOG_PATHS: dict[str, Any] = {
                     {
                         "type": "object",
                         "properties": {
-                            "id": {"type": ["string", "null"]},
+                            "id": {"type": "string", "description": "The event's id"},
                             "seq": {"type": "integer"},
                             "leaf_index": {"type": "integer", "description": "seq - 1"},
                             "tree_size": {"type": "integer"},
@@ -303,7 +323,9 @@ _LOG_PATHS: dict[str, Any] = {
         "get": {
             "summary": "The checkpoint verifier key(s) (public)",
             "description": "Text: one C2SP verifier key per line, the keys that sign now "
-            "(active first). JSON: every key with state (active, retiring, retired).",
+            "(active first). JSON: key_name and every key with state (active, retiring, "
+            "retired); when called with a tenant's API key (any scope), also origin: that "
+            "tenant's log origin, <key name>/<tenant>.",
             "security": [],
             "parameters": [_FORMAT_PARAM],
             "responses": {
@@ -314,7 +336,7 @@ _LOG_PATHS: dict[str, Any] = {
                         "application/json": {"schema": {"type": "object"}},
                     },
                 },
-                **_problem_responses(400),
+                **_problem_responses(400, 401),
             },
         }
     },

@@ -44,7 +44,7 @@ def _int(params: dict[str, str], name: str, default: int | None = None) -> int |
     text = params.get(name)
     if text is None or text == "":
         return default
-    if not text.isdigit() or len(text) > 20:
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
         raise BadRequest(f"{name} must be a whole number >= 0, got {text[:40]!r}")
     return int(text)
 
@@ -89,6 +89,20 @@ async def list_checkpoints(request: Request) -> Response:
             "next_after_size": rows[-1].size if len(rows) == limit else None,
         }
     )
+
+
+@route("/v1/log/checkpoints/{size}")
+async def checkpoint_at(request: Request) -> Response:
+    """The checkpoint signed at exactly tree size ``size`` (404 if none was signed there)."""
+    tenant = await _reader(request)
+    params = _params(request, {"format"})
+    size = _int({"size": request.path_params["size"]}, "size")
+    assert size is not None
+    core = core_of(request)
+    cp = await run_in_threadpool(core.tlog.checkpoint_at, tenant, size)
+    if _wants_json(request, params):
+        return JSONResponse(checkpoint_json(cp))
+    return Response(cp.note, media_type=_NOTE_TYPE)
 
 
 @route("/v1/log/checkpoints")
@@ -153,10 +167,16 @@ async def frontier(request: Request) -> Response:
 @route("/v1/log/key")
 async def public_key(request: Request) -> Response:
     """The checkpoint verifier key(s): public, no authentication. Text: one verifier key per
-    line, signing keys only (active first). JSON: every key with its state and history."""
+    line, signing keys only (active first). JSON: every key with its state and history; when
+    the request carries an API key of a tenant, also that tenant's log ``origin``."""
     params = _params(request, {"format"})
     core = core_of(request)
-    keys = await run_in_threadpool(core.tlog.public_keys)
+    tenant = None
+    if request.headers.get("authorization"):
+        principal = await authenticate(request)
+        if principal.key.tenant_id != SYSTEM_TENANT_ID:
+            tenant = _tenant(principal)
+    keys = await run_in_threadpool(core.tlog.public_keys, tenant)
     if _wants_json(request, params):
         return JSONResponse(keys)
     lines = [k["vkey"] for k in keys["keys"] if k["state"] != "retired"]
@@ -167,6 +187,7 @@ routes = [
     Route("/v1/log/checkpoint", latest_checkpoint, methods=["GET"]),
     Route("/v1/log/checkpoints", list_checkpoints, methods=["GET"]),
     Route("/v1/log/checkpoints", sign_checkpoint, methods=["POST"]),
+    Route("/v1/log/checkpoints/{size}", checkpoint_at, methods=["GET"]),
     Route("/v1/log/proof/inclusion", inclusion, methods=["GET"]),
     Route("/v1/log/proof/consistency", consistency, methods=["GET"]),
     Route("/v1/log/frontier", frontier, methods=["GET"]),
