@@ -260,16 +260,48 @@ def test_events_persist_across_clients(make_client: MakeClient, outbox_path: Pat
     server = FakeAuditServer()
     server.start()
     try:
-        second = make_client(server.url)
+        # The sender starts only after the count, which a running sender could change.
+        second = make_client(server.url, start_sender=False)
         assert second.outbox_stats().pending == 5
-        deadline = time.monotonic() + 10
-        while second.outbox_stats().pending and time.monotonic() < deadline:
-            time.sleep(0.05)
+        second.start()
+        # flush() waits for what is pending, although this client logged nothing itself
+        assert second.flush(10) is True
         assert sorted(server.stored) == sorted(ids)
+        assert second.outbox_stats().pending == 0
     finally:
         server.stop()
     with pytest.raises(ClientClosed):
         first.log("user.login", actor="u1")
+
+
+def test_flush_of_a_fresh_client_drains_older_events(
+    make_client: MakeClient, outbox_path: Path
+) -> None:
+    """A process opened only to drain an outbox (cron job, deploy hook): flush, then close."""
+    first = make_client(f"http://127.0.0.1:{free_port()}")
+    ids = [first.log("user.login", **ev_kwargs(i)) for i in range(20)]
+    assert first.close(timeout=0.2) is False
+    server = FakeAuditServer()
+    server.start()
+    try:
+        drainer = make_client(server.url)
+        assert drainer.flush(10) is True
+        assert sorted(server.stored) == sorted(ids)
+        assert drainer.close(5) is True
+    finally:
+        server.stop()
+
+
+def test_flush_times_out_while_no_sender_runs(
+    make_client: MakeClient, fake_server: FakeAuditServer
+) -> None:
+    client = make_client(fake_server.url, start_sender=False)
+    client.log("user.login", **ev_kwargs(0))
+    # nothing can be delivered (no sender): flush gives up after its timeout, saying so
+    assert client.flush(0.2) is False
+    client.start()
+    assert client.flush(10) is True
+    assert client.flush(0) is True  # nothing pending: at once
 
 
 def test_context_manager_closes(fake_server: FakeAuditServer, outbox_path: Path) -> None:

@@ -475,3 +475,35 @@ def test_cli_on_a_real_outbox(live_server: LiveServer, outbox_path: Path, tmp_pa
     assert json.loads(run("export", "--pending"))["id"] == "dup-1"
     assert "purged 0" in run("purge-dead", "--yes")
     assert os.path.exists(outbox_path)
+
+
+def test_cli_drain_sends_an_outbox_left_behind(
+    live_server: LiveServer, outbox_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    app = client_for(down, outbox_path, live_server.write_key)
+    ids = [app.log("user.login", **ev_kwargs(i)) for i in range(30)]
+    assert app.close(0.2) is False  # the application stopped with everything pending
+    monkeypatch.delenv("AUDITKEEP_API_KEY", raising=False)
+    out = io.StringIO()
+    assert cli_main(["outbox", "drain", "--outbox", str(outbox_path)], out) == 2
+    assert "AUDITKEEP_API_KEY" in out.getvalue()
+    # a key the server refuses: exit 1 at once (not after the timeout), events kept
+    monkeypatch.setenv("AUDITKEEP_API_KEY", "ak_wrong_wrongwrongwrong")
+    out = io.StringIO()
+    started = time.monotonic()
+    args = ["outbox", "drain", "--outbox", str(outbox_path), "--endpoint", live_server.url]
+    assert cli_main([*args, "--timeout", "30"], out) == 1
+    assert time.monotonic() - started < 20
+    assert "refuses the key" in out.getvalue() and "30 pending" in out.getvalue()
+    # the console script as a cron job runs it
+    done = subprocess.run(
+        [sys.executable, "-m", "auditkeep_client.cli", *args, "--timeout", "30"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "AUDITKEEP_API_KEY": live_server.write_key},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "sent 30 event(s)" in done.stdout and "0 pending" in done.stdout
+    assert sorted(stored_ids(live_server)) == sorted(ids)

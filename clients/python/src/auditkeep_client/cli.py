@@ -4,18 +4,25 @@
     auditkeep-client outbox retry      --outbox PATH [--id ID ...]
     auditkeep-client outbox purge-dead --outbox PATH [--id ID ...] [--yes]
     auditkeep-client outbox export     --outbox PATH [--pending] [--output FILE]
+    auditkeep-client outbox drain      --outbox PATH [--endpoint URL ...] [--timeout S]
 
 ``retry`` moves dead letters back to the pending queue (a running client sends them; fix the
 cause first, e.g. the event's id conflicting with another event). ``export`` writes NDJSON:
 one dead letter per line (``{"id", "event", "error", "http_status", "attempts",
-"created_at", "dead_at"}``), or with ``--pending`` the pending events.
+"created_at", "dead_at"}``), or with ``--pending`` the pending events. ``drain`` sends every
+pending event and exits (a cron job or deploy hook for an outbox whose application stopped):
+the API key comes from AUDITKEEP_API_KEY (never a flag, so it stays out of ``ps``), the
+endpoints from ``--endpoint`` or AUDITKEEP_ENDPOINTS / AUDITKEEP_URL; exit 0 when nothing is
+pending any more, 1 on timeout or when the server refuses the key.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -131,6 +138,57 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _drain(args: argparse.Namespace, out: TextIO) -> int:
+    from .client import AuditKeep  # the client (httpx) only for the command that sends
+
+    _open(args.outbox).close()  # the same "no outbox" message as the other commands
+    api_key = os.environ.get("AUDITKEEP_API_KEY")
+    if not api_key:
+        out.write("auditkeep-client: set AUDITKEEP_API_KEY to a key with events:write\n")
+        return 2
+    endpoints = args.endpoint or (
+        os.environ.get("AUDITKEEP_ENDPOINTS") or os.environ.get("AUDITKEEP_URL") or ""
+    ).split(",")
+    endpoints = [e.strip() for e in endpoints if e.strip()]
+    if not endpoints:
+        out.write(
+            "auditkeep-client: give the server with --endpoint URL (or AUDITKEEP_ENDPOINTS)\n"
+        )
+        return 2
+    try:
+        client = AuditKeep(api_key, endpoints=endpoints, outbox=args.outbox, flush_on_exit=0)
+    except ValueError as exc:
+        out.write(f"auditkeep-client: {exc}\n")
+        return 2
+    before = client.outbox_stats()
+    deadline = time.monotonic() + args.timeout
+    refused = None
+    try:
+        done = False
+        while not done:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            done = client.flush(min(remaining, 0.5))
+            refused = client.config_error
+            if refused and not done:
+                break
+        after = client.outbox_stats()
+    finally:
+        client.close(timeout=1.0)
+    sent = max(0, before.pending - after.pending - (after.dead - before.dead))
+    dead = after.dead - before.dead
+    out.write(
+        f"sent {sent} event(s), {dead} rejected into dead letters; {after.pending} pending, "
+        f"{after.dead} dead letter(s) in {args.outbox}\n"
+    )
+    if after.pending:
+        why = f"the server refuses the key: {refused}" if refused else f"{args.timeout:g}s passed"
+        out.write(f"auditkeep-client: not drained ({why}); the events stay in the outbox\n")
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="auditkeep-client", description="Inspect and repair an auditkeep SDK outbox."
@@ -164,6 +222,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", action="append", help="only this event id (repeatable)")
     p.add_argument("--output", "-o", help="file to write (default: standard output)")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser(
+        "drain",
+        help="send every pending event now and exit (key from AUDITKEEP_API_KEY)",
+    )
+    common(p)
+    p.add_argument(
+        "--endpoint",
+        action="append",
+        help="server URL (repeatable; default: AUDITKEEP_ENDPOINTS or AUDITKEEP_URL)",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=60.0, help="give up after this many seconds (60)"
+    )
+    p.set_defaults(func=_drain)
     return parser
 
 

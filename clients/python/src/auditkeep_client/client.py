@@ -326,19 +326,21 @@ class AuditKeep:
             self._progress.notify_all()
 
     def flush(self, timeout: float | None = 10.0) -> bool:
-        """Wait until every event logged through this client so far is delivered or
-        dead-lettered. Returns False on timeout (the events stay pending)."""
+        """Wait until every event pending in the outbox when called is delivered or
+        dead-lettered: this client's, and older ones left by earlier processes or logged by
+        others sharing the file (so a process opened only to drain an outbox can flush).
+        Returns False on timeout (the events stay pending)."""
         outbox, sender = self._outbox, self._sender
         if outbox is None or sender is None:
             return True
-        target = outbox.last_seq
+        target, marked_at = outbox.pending_mark()
         if target == 0:
             return True
         self._ensure_sender()
         sender.wake()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            if not outbox.pending_through(target):
+            if not outbox.pending_through(target, marked_at):
                 return True
             if deadline is not None:
                 remaining = deadline - time.monotonic()
@@ -374,8 +376,8 @@ class AuditKeep:
         if self._sender is not None and self._outbox is not None:
             if self._sender.running:
                 delivered = self.flush(timeout)
-            elif self._outbox.last_seq:
-                delivered = not self._outbox.pending_through(self._outbox.last_seq)
+            else:
+                delivered = self._outbox.pending_mark()[0] == 0
             remaining = None if timeout is None else max(0.1, timeout - (time.monotonic() - start))
             self._sender.stop(remaining)
             if not delivered:

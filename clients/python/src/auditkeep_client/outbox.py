@@ -574,15 +574,25 @@ class Outbox:
             log.info("reclaimed %d outbox rows leased by exited processes", reclaimed)
         return reclaimed
 
-    def pending_through(self, seq: int) -> bool:
-        """True while some row with ``seq`` at or below the given one is still pending."""
+    def pending_through(self, seq: int, created_by_us: int | None = None) -> bool:
+        """True while some row with ``seq`` at or below the given one is still pending (and,
+        with ``created_by_us``, was appended at or before that time: a seq freed by a delivered
+        row can be reused by a later append, which must not extend a wait)."""
+        sql = "SELECT EXISTS(SELECT 1 FROM outbox WHERE seq <= ?)"
+        args: tuple[int, ...] = (seq,)
+        if created_by_us is not None:
+            sql = "SELECT EXISTS(SELECT 1 FROM outbox WHERE seq <= ? AND created_us <= ?)"
+            args = (seq, created_by_us)
         with self._slock:
-            row = (
-                self._sender_conn()
-                .execute("SELECT EXISTS(SELECT 1 FROM outbox WHERE seq <= ?)", (seq,))
-                .fetchone()
-            )
+            row = self._sender_conn().execute(sql, args).fetchone()
         return bool(row[0])
+
+    def pending_mark(self) -> tuple[int, int]:
+        """``(highest pending seq, now in µs)``: what is pending now, in every process using
+        this file, for :meth:`pending_through` (``(0, now)`` when nothing is pending)."""
+        with self._slock:
+            row = self._sender_conn().execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()
+        return int(row[0]), now_us()
 
     def has_claimable(self) -> bool:
         with self._slock:
