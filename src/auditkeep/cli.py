@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import re
 import socket
 import sys
@@ -460,10 +461,52 @@ def _when(text: str | None) -> str | None:
 # -- commands ------------------------------------------------------------------------------
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def error_message(exc: BaseException) -> str:
+    """One line a person can act on, for any error a command can meet."""
+    if isinstance(exc, ProblemError):
+        return exc.detail
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        also = f" -> {exc.filename2}" if exc.filename2 else ""
+        return f"{where}{exc.strerror}{also}"
+    if isinstance(exc, httpx.HTTPError):
+        return f"HTTP request failed: {exc}"
+    if isinstance(exc, AuditkeepError | OSError):
+        return str(exc) or type(exc).__name__
+    return (
+        f"unexpected error: {type(exc).__name__}: {exc} (set AUDITKEEP_DEBUG=1 to see where; "
+        "please report it)"
+    )
+
+
+class _Main(click.Group):
+    """The top-level group: the one place where every error becomes one line on standard
+    error and exit status 1 (click's own usage errors keep their status 2). A traceback is
+    printed only with AUDITKEEP_DEBUG=1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            raise click.Abort() from None
+        except Exception as exc:
+            if os.environ.get("AUDITKEEP_DEBUG"):
+                raise
+            message = " ".join(error_message(exc).split("\n"))
+            raise click.ClickException(message) from None
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="auditkeep")
 def main() -> None:
-    """auditkeep: a tamper-evident audit and event log service."""
+    """auditkeep: a tamper-evident audit and event log service.
+
+    Commands that read or manage data act on a data directory (--data-dir, default
+    ./auditkeep-data) or on a running server (--server URL --key KEY, or AUDITKEEP_URL and
+    AUDITKEEP_KEY). Errors are one line on standard error and a non-zero exit status.
+    """
 
 
 def _serve_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -499,12 +542,15 @@ def serve(**overrides: Any) -> None:
     logs.configure(config.log_level)
     try:
         core = Core(config)
-        sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((config.host, config.port))
     except AuditkeepError as exc:
         raise click.ClickException(str(exc)) from None
-    except OSError as exc:
+    sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((config.host, config.port))
+    except (OSError, OverflowError) as exc:
+        sock.close()
+        core.close()
         raise click.ClickException(f"cannot listen on {config.host}:{config.port}: {exc}") from None
     port = sock.getsockname()[1]
     url = f"http://{config.host if ':' not in config.host else f'[{config.host}]'}:{port}"
@@ -636,6 +682,11 @@ def keys_create(
     key: str | None,
 ) -> None:
     """Create an API key. The key is printed once and never stored."""
+    if expires is not None:
+        try:
+            parse_timestamp(expires)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--expires") from None
     body = {
         "scopes": sorted(parse_scopes(scopes)),
         "name": name,
@@ -754,15 +805,60 @@ def _config_pairs(pairs: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def _in(when: str | None) -> str:
+    """``when`` with how far it is from now, e.g. ``2026-…Z (in 12s)``."""
+    if not when:
+        return "-"
+    try:
+        delta = (
+            datetime.fromisoformat(when.replace("Z", "+00:00")) - datetime.now(UTC)
+        ).total_seconds()
+    except ValueError:
+        return when
+    return f"{when} ({'in ' if delta >= 0 else ''}{abs(delta):.0f}s{'' if delta >= 0 else ' ago'})"
+
+
 def _print_destination(dest: dict[str, Any], as_json: bool) -> None:
+    """One destination in full: configuration, delivery position, and the whole last error."""
     if as_json:
         _print_json(dest)
         return
-    _table([dest], _DEST_COLUMNS)
+    rows: list[tuple[str, Any]] = [
+        ("id", dest.get("id")),
+        ("name", dest.get("name")),
+        ("kind", dest.get("kind")),
+        ("state", dest.get("state")),
+    ]
     if dest.get("paused_reason"):
-        click.echo(f"paused: {dest['paused_reason']}")
+        rows.append(("paused because", dest["paused_reason"]))
+    config = dest.get("config") or {}
+    rows += [
+        (f"config.{k}", orjson.dumps(v).decode() if not isinstance(v, str) else v)
+        for k, v in sorted(config.items())
+    ]
+    rows += [
+        ("cursor", f"{dest.get('cursor')} (delivered {dest.get('delivered')})"),
+        ("lag", f"{dest.get('lag_events')} events, {dest.get('lag_seconds')} s"),
+        ("failures in a row", dest.get("attempts")),
+        ("failing since", dest.get("failing_since")),
+        ("last error", dest.get("last_error")),
+        ("last attempt", dest.get("last_attempt_at")),
+        ("last success", dest.get("last_success_at")),
+        (
+            "next attempt",
+            _in(dest.get("next_attempt_at"))
+            if dest.get("next_attempt_at")
+            else "when events arrive",
+        ),
+        ("secrets", dest.get("secrets")),
+        ("created", dest.get("created_at")),
+        ("updated", dest.get("updated_at")),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for label, value in rows:
+        click.echo(f"{label:<{width}}  {'-' if value is None else value}")
     if dest.get("secret"):
-        click.echo(f"secret (shown once, give it to the receiver): {dest['secret']}")
+        click.echo(f"\nsecret (shown once, give it to the receiver): {dest['secret']}")
 
 
 @destinations.command("create")

@@ -13,6 +13,7 @@
         ├── PayloadTooLarge      413
         ├── UnsupportedMediaType 415
         ├── ValidationFailed     422  the JSON is well-formed but breaks the schema
+        │   └── InvalidDestination    422  a destination's name, kind, config or secret
         ├── TooManyRequests      429  rate limited (Retry-After)
         └── ServiceUnavailable   503  overloaded or store unavailable (Retry-After)
 
@@ -108,6 +109,12 @@ class UnsupportedMediaType(ProblemError):
 
 class ValidationFailed(ProblemError):
     status, slug, title = 422, "validation", "The event does not match the schema"
+
+
+class InvalidDestination(ValidationFailed):
+    """A delivery destination's name, kind, configuration or secret is not acceptable."""
+
+    status, slug, title = 422, "invalid-destination", "The destination's configuration is invalid"
 
 
 class TooManyRequests(ProblemError):

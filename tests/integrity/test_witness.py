@@ -97,6 +97,9 @@ def test_growth_is_accepted_stored_and_published(server: LiveServer, tmp_path: P
     grown = witness(server, state, "--publish-dir", str(public))
     assert grown.returncode == 0, grown.stderr
     assert any("grew from 5 to 25, consistent" in line["message"] for line in log_lines(grown))
+    # quiet by default: the witness's own lines only, no line per HTTP request
+    assert {line["logger"] for line in log_lines(grown)} == {"auditkeep.witness"}, grown.stderr
+    assert "HTTP Request" not in grown.stderr
     again = witness(server, state, "--publish-dir", str(public))
     assert again.returncode == 0
     origin_dir = state / "logs" / "auditkeep.local%2Facme"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from auditkeep.delivery.netguard import NetGuard
-from auditkeep.errors import ValidationFailed
+from auditkeep.errors import InvalidDestination
 from auditkeep.store.base import StoredEvent
 
 
@@ -105,9 +105,9 @@ class Kind:
 
     def check_config(self, config: Any, guard: NetGuard) -> dict[str, Any]:
         """The configuration, checked: unknown fields, types, required fields, then
-        :meth:`check_values`. Raises ValidationFailed with every problem."""
+        :meth:`check_values`. Raises InvalidDestination with every problem."""
         if not isinstance(config, dict):
-            raise ValidationFailed(f"config must be a JSON object for a {self.name} destination")
+            raise InvalidDestination(f"config must be a JSON object for a {self.name} destination")
         errors: list[dict[str, str]] = []
         for key in sorted(set(config) - set(self.fields)):
             errors.append(
@@ -134,7 +134,7 @@ class Kind:
         if not errors:
             errors = self.check_values(out, guard)
         if errors:
-            raise ValidationFailed(
+            raise InvalidDestination(
                 f"the {self.name} destination's configuration is invalid: "
                 + "; ".join(f"{e['path']}: {e['message']}" for e in errors),
                 errors=errors,

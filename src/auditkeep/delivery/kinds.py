@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 from auditkeep.delivery.base import Kind
-from auditkeep.errors import ValidationFailed
+from auditkeep.errors import InvalidDestination
 
 _KINDS: dict[str, str] = {
     "webhook": "auditkeep.delivery.webhook:WebhookKind",
@@ -19,12 +19,12 @@ KIND_NAMES: tuple[str, ...] = tuple(_KINDS)
 
 
 def get_kind(name: str) -> Kind:
-    """The kind named ``name``; ValidationFailed naming the kinds there are otherwise."""
+    """The kind named ``name``; InvalidDestination naming the kinds there are otherwise."""
     kind = _loaded.get(name)
     if kind is None:
         target = _KINDS.get(name)
         if target is None:
-            raise ValidationFailed(
+            raise InvalidDestination(
                 f"unknown destination kind {name!r}; use one of {', '.join(KIND_NAMES)}",
                 errors=[{"path": "kind", "message": f"one of {', '.join(KIND_NAMES)}"}],
             )

@@ -19,7 +19,7 @@ from auditkeep.delivery.dispatcher import destination_status
 from auditkeep.delivery.kinds import KIND_NAMES, get_kind
 from auditkeep.delivery.netguard import NetGuard
 from auditkeep.delivery.secretbox import SecretBox
-from auditkeep.errors import NotFound, ValidationFailed
+from auditkeep.errors import InvalidDestination, NotFound
 from auditkeep.model import format_timestamp, now_micros
 from auditkeep.store.base import Destination, Store, Tenant
 
@@ -32,7 +32,7 @@ UPDATE_FIELDS = {"name", "config", "secret"}
 
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise ValidationFailed(
+        raise InvalidDestination(
             "name must be 1-64 characters: letters, digits, space, '.', '_' or '-', "
             "starting with a letter or digit",
             errors=[{"path": "name", "message": "1-64 of [A-Za-z0-9 ._-]"}],
@@ -88,13 +88,13 @@ class DestinationAdmin:
     def _secret(self, kind_name: str, value: Any) -> str:
         kind = get_kind(kind_name)
         if kind.credential_help is None:
-            raise ValidationFailed(f"a {kind_name} destination takes no secret")
+            raise InvalidDestination(f"a {kind_name} destination takes no secret")
         if not isinstance(value, str):
-            raise ValidationFailed("secret must be a string")
+            raise InvalidDestination("secret must be a string")
         try:
             kind.check_secret(value)
         except ValueError as exc:
-            raise ValidationFailed(
+            raise InvalidDestination(
                 f"secret: {exc}", errors=[{"path": "secret", "message": str(exc)}]
             ) from None
         return value
@@ -104,7 +104,7 @@ class DestinationAdmin:
     def create(self, tenant: Tenant, body: Any) -> dict[str, Any]:
         body = check_fields(body, CREATE_FIELDS, {"name", "kind", "config"})
         if not isinstance(body["kind"], str):
-            raise ValidationFailed(f"kind must be a string: one of {', '.join(KIND_NAMES)}")
+            raise InvalidDestination(f"kind must be a string: one of {', '.join(KIND_NAMES)}")
         kind = get_kind(body["kind"])
         name = _name(body["name"])
         config = kind.check_config(body["config"], self.guard)
@@ -116,7 +116,7 @@ class DestinationAdmin:
 
             secret = shown = new_secret()
         elif kind.credential_help is not None:
-            raise ValidationFailed(
+            raise InvalidDestination(
                 f"a {kind.name} destination needs its {kind.credential_help} in 'secret'",
                 errors=[{"path": "secret", "message": "required"}],
             )
@@ -124,7 +124,7 @@ class DestinationAdmin:
             secret = None
         start = body.get("start", "beginning")
         if start not in ("beginning", "now"):
-            raise ValidationFailed(
+            raise InvalidDestination(
                 "start must be 'beginning' (deliver the whole log) or 'now' (only new events)"
             )
         cursor = self.store.events(tenant.tenant_id).size() if start == "now" else 0
@@ -215,7 +215,7 @@ class DestinationAdmin:
         kind = get_kind(dest.kind)
         keep = body.get("keep_previous", kind.generates_secret)
         if not isinstance(keep, bool):
-            raise ValidationFailed("keep_previous must be true or false")
+            raise InvalidDestination("keep_previous must be true or false")
         old = self.box.open(tenant.tenant_id, dest_id, dest.secret)
         shown: str | None = None
         if body.get("secret") is not None:
@@ -227,7 +227,7 @@ class DestinationAdmin:
 
             new = shown = new_secret()
         else:
-            raise ValidationFailed(f"give the new {kind.credential_help} in 'secret'")
+            raise InvalidDestination(f"give the new {kind.credential_help} in 'secret'")
         previous: tuple[str, ...] = ()
         if keep and kind.generates_secret:
             previous = tuple(s for s in old.all if s != new)[:_MAX_PREVIOUS_SECRETS]

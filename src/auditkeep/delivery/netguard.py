@@ -78,6 +78,11 @@ def is_public(address: IPAddress) -> bool:
     )
 
 
+def _example_network(address: IPAddress) -> str:
+    """The single-address network to allow ``address`` (what the error message suggests)."""
+    return f"{address}/{address.max_prefixlen}"
+
+
 class NetGuard:
     """Decides whether delivery may connect to a host."""
 
@@ -111,8 +116,11 @@ class NetGuard:
             if not self.permitted(address):
                 raise BlockedAddress(
                     f"{host!r} resolves to {address}, a private, loopback or reserved address; "
-                    "delivery only connects to public addresses unless the operator allows "
-                    "the network (setting delivery_allow_networks)"
+                    "delivery only connects to public addresses unless the server's operator "
+                    f"allows the network: setting delivery_allow_networks, e.g. "
+                    f"--delivery-allow-networks {_example_network(address)} or "
+                    f"AUDITKEEP_DELIVERY_ALLOW_NETWORKS={_example_network(address)}, and "
+                    "restart the server"
                 )
         return addresses
 
