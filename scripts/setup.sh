@@ -20,3 +20,5 @@ extras=""
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ./clients/python -e ".${extras}"
 .venv/bin/python -c "import auditkeep.cli, auditkeep_client.schema"
+# scripts/serve.sh reinstalls only when these files change (the install is editable).
+cat pyproject.toml clients/python/pyproject.toml | sha256sum | cut -d' ' -f1 > .venv/.install-stamp

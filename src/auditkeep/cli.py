@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import os
 import re
+import shutil
 import socket
 import sys
 import time
@@ -560,21 +561,23 @@ def serve(**overrides: Any) -> None:
     if config.database_url:
         where = f"store: PostgreSQL at {getattr(core.store, 'where', '?')}; keys: {data_dir}/keys"
     click.echo(f"auditkeep {_version()} listening on {url}  ({where})", err=True)
+    cmd = command_name()
     if operator_key:
         click.echo(
             "\nNew data directory: created an operator key. It is shown ONCE; only its hash is "
             f"stored.\n\n    {operator_key}\n\n"
             "Create a tenant and an ingest key with it:\n"
             f"    export AUDITKEEP_URL={url} AUDITKEEP_KEY=<the key above>\n"
-            "    auditkeep tenants create acme\n"
-            "    auditkeep keys create --tenant acme --scopes events:write,events:read\n"
-            f"or, without the server: auditkeep keys create --data-dir {data_dir} --tenant acme "
+            f"    {cmd} tenants create acme\n"
+            f"    {cmd} keys create --tenant acme --scopes events:write,events:read\n"
+            "then use that tenant key (export AUDITKEEP_KEY=<it>) to send and read events;\n"
+            f"or, without the server: {cmd} keys create --data-dir {data_dir} --tenant acme "
             "--scopes events:write,events:read\n",
             err=True,
         )
     else:
         click.echo(
-            "Get a key: auditkeep keys create --tenant NAME --scopes events:write,events:read "
+            f"Get a key: {cmd} keys create --tenant NAME --scopes events:write,events:read "
             f"--data-dir {data_dir}",
             err=True,
         )
@@ -591,6 +594,21 @@ def serve(**overrides: Any) -> None:
         )
     )
     server.run(sockets=[sock])
+
+
+def command_name() -> str:
+    """How to run this CLI again from a shell: ``auditkeep`` when that is what the PATH finds,
+    else its full path (e.g. ``/srv/auditkeep/.venv/bin/auditkeep`` before ``source
+    .venv/bin/activate``)."""
+    script = Path(sys.executable).parent / "auditkeep"
+    if Path(sys.argv[0]).name == "auditkeep":
+        script = Path(sys.argv[0])
+    found = shutil.which("auditkeep")
+    if found and script.exists() and Path(found).resolve() == script.resolve():
+        return "auditkeep"
+    if script.exists():
+        return str(script.absolute())
+    return f"{sys.executable} -m auditkeep.cli"
 
 
 def _version() -> str:

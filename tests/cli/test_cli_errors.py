@@ -212,3 +212,19 @@ def test_destinations_show_prints_configuration_full_error_and_next_attempt(
         assert "…" not in shown.stdout
     finally:
         live.kill()
+
+
+def test_printed_commands_run_as_printed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first-start banner prints commands a user can paste: the full path of `auditkeep`
+    unless the PATH finds that very script (e.g. after `source .venv/bin/activate`)."""
+    import sys
+
+    from auditkeep.cli import command_name
+
+    script = Path(sys.executable).parent / "auditkeep"
+    assert script.exists()
+    monkeypatch.setattr(sys, "argv", [str(script), "serve"])
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert command_name() == str(script.absolute())
+    monkeypatch.setenv("PATH", f"{script.parent}:/usr/bin:/bin")
+    assert command_name() == "auditkeep"
