@@ -1,7 +1,7 @@
 """Merkle tree benchmark: tree updates, proofs from the SQLite node table, offline verification.
 
     .venv/bin/python bench/merkle.py [--sizes 1000000,10000000] [--store-sizes 1000000]
-                                     [--samples 2000] [--keep]
+                                     [--samples 2000] [--keep] [--skip-tree] [--cli]
 
 For each size N (leaves):
 
@@ -16,7 +16,9 @@ For each size N (leaves):
 3. offline verification of an export bundle of N realistic events (~510-byte leaf data from
    bench/_workload.py; 200,000 distinct events repeated with fresh seqs), signed checkpoint over
    their tree: `verify_bundle` with 1 and 2 worker processes, with and without the per-event
-   content checks (JSON parse, canonical form, tenant).
+   content checks (JSON parse, canonical form, tenant). With --cli also `auditkeep verify
+   FILE` as a user runs it (a new process, default --jobs, start-up included), which is what
+   decides the rate of small bundles.
 
 For each size in --store-sizes: a data directory with N such events (rows written directly with
 SQL, tree and checkpoint as the writer would make them), checked by the `auditkeep verify`
@@ -215,6 +217,26 @@ def bench_bundle(path: Path, n: int) -> list[dict[str, Any]]:
     return out
 
 
+def bench_cli(path: Path, n: int) -> list[dict[str, Any]]:
+    """`auditkeep verify FILE --log-key K` as a user runs it: a new process, default --jobs
+    (the CPUs, at most 8), wall clock including start-up and worker processes."""
+    import subprocess
+
+    from _common import AUDITKEEP
+
+    out = []
+    for extra in ([], ["--skip-content"]):
+        cmd = [AUDITKEEP, "verify", str(path), "--log-key", SIGNER.verifier.vkey, *extra]
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=False)
+        seconds = time.perf_counter() - t0
+        assert done.returncode == 0, done.stdout + done.stderr
+        content = not extra
+        out.append({"content": content, "seconds": seconds, "rate": n / seconds})
+        log(f"  CLI {n:,}: content={content}: {n / seconds:,.0f} events/s ({seconds:.2f} s)")
+    return out
+
+
 def build_store(data_dir: Path, n: int, leaves: list[bytes]) -> SQLiteStore:
     """A data directory holding n events, written directly (the writer's work is not measured
     here): events rows, tree, head and one checkpoint, as the server would have made them."""
@@ -292,6 +314,11 @@ def main() -> int:
     ap.add_argument(
         "--skip-tree", action="store_true", help="only the verification parts (no tree/proofs)"
     )
+    ap.add_argument(
+        "--cli",
+        action="store_true",
+        help="also time `auditkeep verify FILE` end to end (a new process, default --jobs)",
+    )
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     store_sizes = [int(s) for s in args.store_sizes.split(",") if s]
@@ -318,6 +345,7 @@ def main() -> int:
             write_bundle(bundle, n, leaves)
             bundle_bytes = bundle.stat().st_size
             verify_rates = bench_bundle(bundle, n)
+            cli_rates = bench_cli(bundle, n) if args.cli else []
             bundle.unlink()
             result["sizes"][str(n)] = {
                 **tree_stats,
@@ -330,6 +358,7 @@ def main() -> int:
                 },
                 "bundle_bytes": bundle_bytes,
                 "bundle_verify": verify_rates,
+                "cli_verify": cli_rates,
             }
         for n in store_sizes:
             log(f"== data directory with {n:,} events")
@@ -377,6 +406,16 @@ def main() -> int:
                 [
                     f"bundle {int(n):,}",
                     str(v["jobs"]),
+                    "yes" if v["content"] else "no",
+                    f"{v['seconds']:.1f}",
+                    fmt_rate(v["rate"]),
+                ]
+            )
+        for v in r.get("cli_verify", []):
+            rows.append(
+                [
+                    f"CLI bundle {int(n):,}",
+                    "auto",
                     "yes" if v["content"] else "no",
                     f"{v['seconds']:.1f}",
                     fmt_rate(v["rate"]),

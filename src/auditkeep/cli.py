@@ -836,6 +836,14 @@ def _in(when: str | None) -> str:
     return f"{when} ({'in ' if delta >= 0 else ''}{abs(delta):.0f}s{'' if delta >= 0 else ' ago'})"
 
 
+def _next_attempt(dest: dict[str, Any]) -> str:
+    if dest.get("next_attempt_at"):
+        return _in(dest["next_attempt_at"])
+    if dest.get("state") == "paused":
+        return "when resumed"
+    return "now, or when new events arrive"
+
+
 def _print_destination(dest: dict[str, Any], as_json: bool) -> None:
     """One destination in full: configuration, delivery position, and the whole last error."""
     if as_json:
@@ -862,12 +870,7 @@ def _print_destination(dest: dict[str, Any], as_json: bool) -> None:
         ("last error", dest.get("last_error")),
         ("last attempt", dest.get("last_attempt_at")),
         ("last success", dest.get("last_success_at")),
-        (
-            "next attempt",
-            _in(dest.get("next_attempt_at"))
-            if dest.get("next_attempt_at")
-            else "when events arrive",
-        ),
+        ("next attempt", _next_attempt(dest)),
         ("secrets", dest.get("secrets")),
         ("created", dest.get("created_at")),
         ("updated", dest.get("updated_at")),
