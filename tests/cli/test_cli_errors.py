@@ -7,6 +7,7 @@ run may print a traceback, and the message must name the problem.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,20 @@ def _assert_one_line_error(args: list[str], message: str) -> None:
     assert message in output, output
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
     assert len(errors) == 1, result.stderr
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """`serve` and `witness` configure the root logger (a handler on the runner's stderr);
+    put back what pytest had, so later tests do not log into a closed stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    quiet = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, was in quiet.items():
+        logging.getLogger(name).setLevel(was)
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +145,11 @@ def test_http_mode(server: tuple[LiveServer, str], tmp_path: Path) -> None:
         (["tenants", "list", "--server", f"http://127.0.0.1:{free_port()}", "--key", "k"],
          "cannot reach"),
     ]  # fmt: skip
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    cases.append(
+        (["witness", "--state", str(blocker / "state"), "--once", *writer], "Not a directory")
+    )
     for args, message in cases:
         _assert_one_line_error(args, message)
 
