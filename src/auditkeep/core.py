@@ -23,7 +23,14 @@ from auditkeep.delivery.formats import FORMATS, ExportFormat
 from auditkeep.delivery.manage import DestinationAdmin
 from auditkeep.delivery.netguard import NetGuard
 from auditkeep.delivery.secretbox import SecretBox
-from auditkeep.errors import BadRequest, ConfigError, Conflict, NotFound, ValidationFailed
+from auditkeep.errors import (
+    AboveRateCeiling,
+    BadRequest,
+    ConfigError,
+    Conflict,
+    NotFound,
+    ValidationFailed,
+)
 from auditkeep.ingest import GroupCommitWriter
 from auditkeep.logwatch import LogWatch
 from auditkeep.model import EventValidationError, PreparedEvent, now_micros, prepare_event
@@ -167,11 +174,16 @@ class Core:
         name: str = "",
         expires_at: int | None = None,
         rate_limit_rps: float | None = None,
+        principal: Principal | None = None,
     ) -> tuple[ApiKey, str]:
+        """A new key for ``tenant``. ``principal``: who asks over the API (None: the operator
+        with the data directory); a tenant admin may not exceed the server's rate limit."""
         if expires_at is not None and expires_at <= now_micros():
             raise BadRequest("expires_at must be in the future")
         if rate_limit_rps is not None and rate_limit_rps < 0:
             raise BadRequest("rate_limit_rps must not be negative")
+        if principal is not None and not principal.is_operator:
+            self._check_rate_ceiling(rate_limit_rps)
         record, key = make_key(
             tenant.tenant_id,
             tenant.slug,
@@ -182,6 +194,22 @@ class Core:
         )
         self.store.create_key(record)
         return record, key
+
+    def _check_rate_ceiling(self, rate_limit_rps: float | None) -> None:
+        """The operator's ``rate_limit_rps`` is a ceiling for keys made by tenant admins: 0
+        (unlimited) or more than the ceiling is the operator's call alone."""
+        ceiling = self.config.rate_limit_rps
+        if ceiling <= 0 or rate_limit_rps is None:
+            return  # no server-wide limit; or the key gets the server's default
+        if rate_limit_rps == 0 or rate_limit_rps > ceiling:
+            asked = "0 (unlimited)" if rate_limit_rps == 0 else f"{rate_limit_rps:g}"
+            raise AboveRateCeiling(
+                f"rate_limit_rps {asked} is above this server's limit of {ceiling:g} "
+                f"requests/s per key, which tenant admins cannot exceed: choose a value "
+                f"from above 0 up to {ceiling:g}, leave it out for the default, or ask the "
+                "operator for a key with a higher limit",
+                ceiling=ceiling,
+            )
 
     def revoke_key(self, tenant: Tenant, key_id: str) -> ApiKey:
         record = self.store.revoke_key(tenant.tenant_id, key_id, now_micros())

@@ -64,7 +64,8 @@ SETTINGS: tuple[Setting, ...] = (
         float,
         10000.0,
         "Default requests per second allowed per API key (token bucket; 0 disables). "
-        "A key's own limit, set when it is created, takes precedence.",
+        "A key's own limit, set when it is created, takes precedence; tenant admins cannot "
+        "give a key more than this (or 0), only the operator can.",
     ),
     Setting("rate_limit_burst", float, 20000.0, "Token bucket size for the default rate limit."),
     Setting(

@@ -70,6 +70,7 @@ async def create_key(request: Request) -> Response:
         name=optional_string(body, "name") or "",
         expires_at=expires,
         rate_limit_rps=float(rate) if rate is not None else None,
+        principal=principal,
     )
     return JSONResponse({**record.public(), "key": key}, status_code=201)
 
