@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import re
 import socket
 import sys
@@ -39,6 +40,8 @@ from auditkeep.verify import (
 )
 
 DEFAULT_DATA_DIR = "./auditkeep-data"
+#: where `serve` puts a new operator key when stderr is not a terminal (in DATA_DIR/keys/)
+OPERATOR_KEY_FILE = "operator-key.txt"
 
 
 # -- where commands act: a data directory or a server ----------------------------------------
@@ -486,7 +489,11 @@ def _serve_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @main.command()
 @_serve_options
 def serve(**overrides: Any) -> None:
-    """Run the HTTP server (creates the data directory and an operator key on first start)."""
+    """Run the HTTP server (creates the data directory and an operator key on first start).
+
+    The new operator key is printed once when stderr is a terminal; otherwise it is written
+    to DATA_DIR/keys/operator-key.txt (mode 0600) and only that path is logged.
+    """
     import uvicorn
 
     from auditkeep import logs
@@ -514,7 +521,7 @@ def serve(**overrides: Any) -> None:
     if config.database_url:
         where = f"store: PostgreSQL at {getattr(core.store, 'where', '?')}; keys: {data_dir}/keys"
     click.echo(f"auditkeep {_version()} listening on {url}  ({where})", err=True)
-    if operator_key:
+    if operator_key and sys.stderr.isatty():
         click.echo(
             "\nNew data directory: created an operator key. It is shown ONCE; only its hash is "
             f"stored.\n\n    {operator_key}\n\n"
@@ -524,6 +531,17 @@ def serve(**overrides: Any) -> None:
             "    auditkeep keys create --tenant acme --scopes events:write,events:read\n"
             f"or, without the server: auditkeep keys create --data-dir {data_dir} --tenant acme "
             "--scopes events:write,events:read\n",
+            err=True,
+        )
+    elif operator_key:
+        # stderr is a log collector, not a person: the key goes to a file only its owner reads
+        key_file = _write_operator_key(data_dir, operator_key)
+        click.echo(
+            "New data directory: created an operator key. It is not shown here (stderr is not "
+            f"a terminal): it is in {key_file} (mode 0600), the only copy; only its hash is "
+            "stored. Move it to your secret store and delete the file. Then:\n"
+            f'    export AUDITKEEP_URL={url} AUDITKEEP_KEY="$(cat {key_file})"\n'
+            "    auditkeep tenants create acme\n",
             err=True,
         )
     else:
@@ -545,6 +563,24 @@ def serve(**overrides: Any) -> None:
         )
     )
     server.run(sockets=[sock])
+
+
+def _write_operator_key(data_dir: Path, key: str) -> Path:
+    """Write the new operator key to ``DATA_DIR/keys/operator-key.txt``, readable by the
+    server's user only (made 0600 before the key is written; replaced atomically)."""
+    folder = data_dir / "keys"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = folder / OPERATOR_KEY_FILE
+    tmp = folder / f".{OPERATOR_KEY_FILE}.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # (the umask cannot widen it, but an old file could be wider)
+        os.write(fd, f"{key}\n".encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return path
 
 
 def _version() -> str:
