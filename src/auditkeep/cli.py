@@ -1129,7 +1129,7 @@ _LOG_KEY_HELP = (
     "--skip-content",
     is_flag=True,
     help="Check hashes, the Merkle tree and signatures only; do not parse each event "
-    "(canonical form, tenant, occurred_at).",
+    "(canonical form, tenant, and the indexed columns and rows searches read).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @target_options
