@@ -59,7 +59,11 @@ class Core:
             queue_limit=config.writer_queue_limit,
             metrics=self.metrics,
         )
-        self.auth = Authenticator(self.store, cache_seconds=config.key_cache_seconds)
+        self.auth = Authenticator(
+            self.store,
+            cache_seconds=config.key_cache_seconds,
+            revocation_check=config.key_revocation_check,
+        )
         self.rate_limiter = RateLimiter(config.rate_limit_rps, config.rate_limit_burst)
         self.keys = KeyRing(self.store, config.data_dir, config.log_origin)
         self.tlog = TransparencyLog(self.store, self.keys)
@@ -99,6 +103,7 @@ class Core:
         the delivery dispatcher."""
         self.keys.ensure_key()
         self.secret_box.ensure()
+        self.auth.start()
         self.writer.start()
         self.checkpointer.start()
         self.dispatcher.start(sole=not self.config.database_url)
@@ -130,6 +135,7 @@ class Core:
         twice."""
         self.dispatcher.stop()
         self.checkpointer.stop()
+        self.auth.stop()
         self.writer.stop()
         if self._started and self.config.checkpoint_interval > 0:
             self._started = False

@@ -80,7 +80,22 @@ SETTINGS: tuple[Setting, ...] = (
         200000,
         "Events waiting for the writer beyond which ingest answers 503 with Retry-After.",
     ),
-    Setting("key_cache_seconds", float, 5.0, "How long a verified API key is cached in memory."),
+    Setting(
+        "key_cache_seconds",
+        float,
+        5.0,
+        "How long a verified API key is cached in memory (0: no cache, every request reads "
+        "the store). A revocation empties the cache sooner: see key_revocation_check.",
+    ),
+    Setting(
+        "key_revocation_check",
+        float,
+        0.25,
+        "Seconds between looks at the store for API keys revoked by another process or node "
+        "(auditkeep keys revoke --data-dir beside a running server, another API node): such a "
+        "key stops working here within this time. A revocation through this server takes "
+        "effect at once. 0: no looks (then within key_cache_seconds).",
+    ),
     Setting(
         "ready_commit_timeout",
         float,
@@ -163,6 +178,7 @@ class Config:
     writer_max_batch: int = 5000
     writer_queue_limit: int = 200000
     key_cache_seconds: float = 5.0
+    key_revocation_check: float = 0.25
     ready_commit_timeout: float = 15.0
     log_origin: str = DEFAULT_LOG_ORIGIN
     checkpoint_interval: float = 60.0
