@@ -7,7 +7,9 @@ HTTP against a running server (``--server URL --key KEY``, or AUDITKEEP_URL / AU
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import itertools
+import logging
 import os
 import re
 import socket
@@ -504,6 +506,13 @@ def serve(**overrides: Any) -> None:
     except AuditkeepError as exc:
         raise click.ClickException(str(exc)) from None
     logs.configure(config.log_level)
+    if not config.metrics_token and not _loopback(config.host):
+        logging.getLogger("auditkeep.serve").warning(
+            "/metrics is open to anyone who can reach %s:%s, and its delivery series name "
+            "tenants and destinations: set metrics_token (docs/operations.md)",
+            config.host,
+            config.port,
+        )
     try:
         core = Core(config)
         sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET)
@@ -563,6 +572,15 @@ def serve(**overrides: Any) -> None:
         )
     )
     server.run(sockets=[sock])
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _write_operator_key(data_dir: Path, key: str) -> Path:

@@ -43,6 +43,22 @@ from auditkeep.tlog import Checkpointer, KeyRing, TransparencyLog, check_key_nam
 
 log = logging.getLogger("auditkeep.core")
 
+_MIN_METRICS_TOKEN = 16
+
+
+def check_metrics_token(token: str) -> None:
+    """A metrics_token, if set, must be a usable bearer token."""
+    if token and (
+        len(token) < _MIN_METRICS_TOKEN
+        or not token.isascii()
+        or not token.isprintable()
+        or " " in token
+    ):
+        raise ConfigError(
+            f"metrics_token must be at least {_MIN_METRICS_TOKEN} printable ASCII characters "
+            "without spaces (e.g. the output of: openssl rand -hex 32)"
+        )
+
 
 class Core:
     """Components of one process, opened from a Config."""
@@ -50,6 +66,7 @@ class Core:
     def __init__(self, config: Config) -> None:
         self.config = config
         check_key_name(config.log_origin)
+        check_metrics_token(config.metrics_token)
         self.metrics = Metrics()
         self.store = open_store(config)
         self.store.migrate()
@@ -92,10 +109,11 @@ class Core:
                 workers=max(1, config.delivery_workers),
             ),
             tenant_slug=self.tenant_slug,
+            tenant_label=self.tenant_label,
         )
         self.writer.on_commit(self.dispatcher.wake)
         self.destinations = DestinationAdmin(self.store, box, guard, self.dispatcher.wake)
-        self.metrics.registry.register(DeliveryStatusCollector(self.store, self.tenant_slug))
+        self.metrics.registry.register(DeliveryStatusCollector(self.store, self.tenant_label))
         self._started = False
 
     def start(self) -> None:
@@ -115,6 +133,19 @@ class Core:
             self._slugs = {t.tenant_id: t.slug for t in self.store.list_tenants()}
             slug = self._slugs.get(tenant_id, str(tenant_id))
         return slug
+
+    def tenant_label(self, tenant_id: int) -> str:
+        """The tenant label of a metric series: see the metrics_tenant_label setting."""
+        how = self.config.metrics_tenant_label
+        if how == "slug":
+            return self.tenant_slug(tenant_id)
+        return str(tenant_id) if how == "id" else ""
+
+    def render_metrics(self) -> bytes:
+        """The Prometheus exposition, without the series of destinations deleted since (by
+        any node). Reads the store: call it off the event loop."""
+        self.metrics.forget_destinations({d.dest_id for d in self.store.all_destinations()})
+        return self.metrics.render()
 
     def _check_log_name(self) -> None:
         """Once a signing key exists its name is the log's identity; an explicit, different

@@ -150,6 +150,23 @@ SETTINGS: tuple[Setting, ...] = (
         "Longest long-poll of GET /v1/feed?wait=S, in seconds.",
     ),
     Setting(
+        "metrics_token",
+        str,
+        "",
+        "A secret that GET /metrics then requires as 'Authorization: Bearer <token>' (at least "
+        "16 printable characters; give it as the environment variable, not a flag, which "
+        "other users see in the process list). Empty: /metrics is open to anyone who can "
+        "reach the server.",
+    ),
+    Setting(
+        "metrics_tenant_label",
+        str,
+        "slug",
+        "What the tenant label of the delivery metrics holds: the tenant's slug (often a "
+        "customer's name), its numeric id, or nothing.",
+        choices=("slug", "id", "none"),
+    ),
+    Setting(
         "log_level",
         str,
         "info",
@@ -190,6 +207,8 @@ class Config:
     delivery_timeout: float = 10.0
     delivery_workers: int = 4
     feed_max_wait: float = 30.0
+    metrics_token: str = ""
+    metrics_tenant_label: str = "slug"
     log_level: str = "info"
 
     @classmethod

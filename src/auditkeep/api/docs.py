@@ -735,8 +735,10 @@ SPEC: dict[str, Any] = {
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics",
+                "description": "Open unless the server sets metrics_token; then it needs "
+                "'Authorization: Bearer <metrics_token>' (not an API key).",
                 "security": [],
-                "responses": {"200": {"description": "Metrics"}},
+                "responses": {"200": {"description": "Metrics"}, **_problem_responses(401)},
             }
         },
         "/openapi.json": {
