@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from auditkeep.model import now_micros, prepare_event
+from auditkeep.verify import stored_log_input, verify_store_log
 from tests.conftest import AUDITKEEP, LiveServer, cli, event, free_port, make_core
 
 
@@ -410,6 +411,11 @@ _SQLITE_EDITS: dict[str, tuple[str, str]] = {
         "FROM event_targets WHERE seq = 7",
         "seq 31: event_targets has 1 row(s) for it, but the log holds no event with this seq",
     ),
+    "target row before the log": (
+        "INSERT INTO event_targets SELECT tenant_id, 0, target_type, target_id, occurred_at "
+        "FROM event_targets WHERE seq = 7",
+        "seq 0: event_targets has 1 row(s) for it, but the log holds no event with this seq",
+    ),
 }
 
 # PostgreSQL keeps actor and target ids as UTF-8 bytea, event_targets carries received_at, and
@@ -437,6 +443,11 @@ _PG_EDITS: dict[str, tuple[str, str]] = {
         "INSERT INTO event_targets SELECT tenant_id, 31, target_type, target_id, occurred_at, "
         "received_at FROM event_targets WHERE seq = 7",
         _SQLITE_EDITS["target row for no event"][1],
+    ),
+    "target row before the log": (
+        "INSERT INTO event_targets SELECT tenant_id, 0, target_type, target_id, occurred_at, "
+        "received_at FROM event_targets WHERE seq = 7",
+        _SQLITE_EDITS["target row before the log"][1],
     ),
     "event_ids removed": (
         "DELETE FROM event_ids WHERE id = 'evt-7'",
@@ -529,3 +540,23 @@ def test_an_edited_actor_id_moves_the_event_between_searches(
         core.close()
     (problem,) = _verify_problems(settings, data_dir)
     assert problem.startswith("seq 7: the indexed actor_id differs")
+
+
+def test_events_appended_while_verify_runs_are_not_taken_for_edits(
+    built: tuple[dict[str, Any], Path],
+) -> None:
+    """verify reads the log's size first, then checks in snapshots of their own, while a
+    server may append: the rows of events beyond the size read are not orphans."""
+    settings, data_dir = built
+    core = make_core(data_dir, checkpoint_interval=0, **settings)
+    try:
+        acme = core.tenant("acme")
+        verifiers = core.keys.verifiers()
+        inp = stored_log_input(core.store, acme, core.tlog.origin("acme"), verifiers, pinned=False)
+        more = [prepare_event(event(f"late{i}"), "acme", now_micros()) for i in range(5)]
+        core.start()
+        core.writer.append_sync(acme.tenant_id, more)
+        report = verify_store_log(inp, jobs=1, chunk=8)  # the last chunk ends at seq 30
+    finally:
+        core.close()
+    assert report.ok and report.checked == 30, report.problems
