@@ -148,6 +148,7 @@ class Authenticator:
         self._cache: dict[bytes, tuple[ApiKey, float]] = {}
         self._lock = threading.Lock()
         self._revision: int | None = None  # the store's key revision the cache agrees with
+        self._unreadable = False
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -178,8 +179,17 @@ class Authenticator:
         try:
             revision = self._store.key_revision()
         except Exception as exc:  # the store is away: cached keys age out (cache_seconds)
-            log.warning("cannot check for revoked API keys: %s", exc)
+            if not self._unreadable:  # (once per outage, not four times a second)
+                log.warning(
+                    "cannot check for revoked API keys (cached keys stay valid for up to "
+                    "key_cache_seconds): %s",
+                    exc,
+                )
+            self._unreadable = True
             return
+        if self._unreadable:
+            log.info("checking for revoked API keys again")
+            self._unreadable = False
         with self._lock:
             if revision != self._revision:
                 self._cache.clear()

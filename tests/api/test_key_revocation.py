@@ -4,6 +4,7 @@ the attack is a revoked key that keeps working from a cache."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from collections.abc import Iterator
@@ -12,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from auditkeep.auth import Authenticator
+from auditkeep.store.sqlite import SQLiteStore
 from tests.conftest import LiveServer, cli, create_tenant_key, free_port, start_live_server
 from tests.pg import PgCluster, fresh_database
 
@@ -97,3 +100,18 @@ def test_a_key_revoked_elsewhere_stops_working_on_every_api_node(
     assert took < BOUND, f"the revoked key worked for {took:.2f} s on some node"
     for node in two_nodes:
         assert _status(node, first.write_key).status_code == 200
+
+
+def test_an_unreadable_store_is_reported_once_not_at_every_check(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SQLiteStore(tmp_path / "data")
+    store.migrate()
+    auth = Authenticator(store, revocation_check=0.25)
+    auth.check_revocations()
+    store.close()  # the store is away (PostgreSQL failing over, a disk gone)
+    with caplog.at_level(logging.INFO, logger="auditkeep.auth"):
+        for _ in range(8):  # two seconds of checks
+            auth.check_revocations()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "cannot check for revoked API keys" in warnings[0].message
