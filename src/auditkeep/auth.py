@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import threading
@@ -26,6 +27,8 @@ EVENTS_READ = "events:read"
 ADMIN = "admin"
 OPERATOR = "operator"
 TENANT_SCOPES = frozenset({EVENTS_WRITE, EVENTS_READ, ADMIN})
+
+log = logging.getLogger("auditkeep.auth")
 
 _KEY_RE = re.compile(r"(ak_[a-z2-7]{12})_[A-Za-z0-9_-]{43}")
 _SLUG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -127,13 +130,70 @@ class Principal:
 
 
 class Authenticator:
-    """Verifies bearer keys against the store, with a short in-memory cache."""
+    """Verifies bearer keys against the store, with a short in-memory cache.
 
-    def __init__(self, store: Store, cache_seconds: float = 5.0) -> None:
+    A cached key costs no store access. Revocations are seen two ways: this process's own
+    (``forget``, at once), and any other process's or node's through the store's key revision
+    counter, which a watcher thread reads every ``revocation_check`` seconds and which empties
+    the cache when it moves (``start``). ``cache_seconds`` still bounds a cached key's age
+    should the store be unreadable.
+    """
+
+    def __init__(
+        self, store: Store, cache_seconds: float = 5.0, revocation_check: float = 0.25
+    ) -> None:
         self._store = store
         self._cache_seconds = cache_seconds
+        self._revocation_check = revocation_check
         self._cache: dict[bytes, tuple[ApiKey, float]] = {}
         self._lock = threading.Lock()
+        self._revision: int | None = None  # the store's key revision the cache agrees with
+        self._unreadable = False
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start watching the store for revocations made elsewhere."""
+        if self._watcher is not None or self._revocation_check <= 0 or self._cache_seconds <= 0:
+            return
+        self.check_revocations()
+        self._stop.clear()
+        self._watcher = threading.Thread(
+            target=self._watch, name="auditkeep-key-revocations", daemon=True
+        )
+        self._watcher.start()
+
+    def stop(self) -> None:
+        """Stop the watcher. Safe to call twice."""
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(5.0)
+            self._watcher = None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._revocation_check):
+            self.check_revocations()
+
+    def check_revocations(self) -> None:
+        """Empty the cache if a key was revoked since the last look (by any process)."""
+        try:
+            revision = self._store.key_revision()
+        except Exception as exc:  # the store is away: cached keys age out (cache_seconds)
+            if not self._unreadable:  # (once per outage, not four times a second)
+                log.warning(
+                    "cannot check for revoked API keys (cached keys stay valid for up to "
+                    "key_cache_seconds): %s",
+                    exc,
+                )
+            self._unreadable = True
+            return
+        if self._unreadable:
+            log.info("checking for revoked API keys again")
+            self._unreadable = False
+        with self._lock:
+            if revision != self._revision:
+                self._cache.clear()
+                self._revision = revision
 
     def authenticate(self, authorization: str | None) -> Principal:
         """The principal of a bearer key (may read the store: call it off the event loop)."""
@@ -141,11 +201,14 @@ class Authenticator:
         if principal is not None:
             return principal
         key_id, digest = self._parse(authorization)
+        revision = self._revision
         found = self._store.find_key(key_id)
         if found is None or not hmac.compare_digest(found.secret_hash, digest):
             raise Unauthorized("unknown API key: it does not exist or was deleted")
         with self._lock:
-            self._cache[digest] = (found, time.monotonic())
+            # not if a revocation was seen meanwhile: the record may predate it
+            if self._revision == revision:
+                self._cache[digest] = (found, time.monotonic())
         return self._principal(found)
 
     def from_cache(self, authorization: str | None) -> Principal | None:

@@ -7,7 +7,9 @@ HTTP against a running server (``--server URL --key KEY``, or AUDITKEEP_URL / AU
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import itertools
+import logging
 import os
 import re
 import shutil
@@ -41,6 +43,8 @@ from auditkeep.verify import (
 )
 
 DEFAULT_DATA_DIR = "./auditkeep-data"
+#: where `serve` puts a new operator key when stderr is not a terminal (in DATA_DIR/keys/)
+OPERATOR_KEY_FILE = "operator-key.txt"
 
 
 # -- where commands act: a data directory or a server ----------------------------------------
@@ -530,7 +534,11 @@ def _serve_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @main.command()
 @_serve_options
 def serve(**overrides: Any) -> None:
-    """Run the HTTP server (creates the data directory and an operator key on first start)."""
+    """Run the HTTP server (creates the data directory and an operator key on first start).
+
+    The new operator key is printed once when stderr is a terminal; otherwise it is written
+    to DATA_DIR/keys/operator-key.txt (mode 0600) and only that path is logged.
+    """
     import uvicorn
 
     from auditkeep import logs
@@ -541,6 +549,13 @@ def serve(**overrides: Any) -> None:
     except AuditkeepError as exc:
         raise click.ClickException(str(exc)) from None
     logs.configure(config.log_level)
+    if not config.metrics_token and not _loopback(config.host):
+        logging.getLogger("auditkeep.serve").warning(
+            "/metrics is open to anyone who can reach %s:%s, and its delivery series name "
+            "tenants and destinations: set metrics_token (docs/operations.md)",
+            config.host,
+            config.port,
+        )
     try:
         core = Core(config)
     except AuditkeepError as exc:
@@ -562,7 +577,7 @@ def serve(**overrides: Any) -> None:
         where = f"store: PostgreSQL at {getattr(core.store, 'where', '?')}; keys: {data_dir}/keys"
     click.echo(f"auditkeep {_version()} listening on {url}  ({where})", err=True)
     cmd = command_name()
-    if operator_key:
+    if operator_key and sys.stderr.isatty():
         click.echo(
             "\nNew data directory: created an operator key. It is shown ONCE; only its hash is "
             f"stored.\n\n    {operator_key}\n\n"
@@ -573,6 +588,17 @@ def serve(**overrides: Any) -> None:
             "then use that tenant key (export AUDITKEEP_KEY=<it>) to send and read events;\n"
             f"or, without the server: {cmd} keys create --data-dir {data_dir} --tenant acme "
             "--scopes events:write,events:read\n",
+            err=True,
+        )
+    elif operator_key:
+        # stderr is a log collector, not a person: the key goes to a file only its owner reads
+        key_file = _write_operator_key(data_dir, operator_key)
+        click.echo(
+            "New data directory: created an operator key. It is not shown here (stderr is not "
+            f"a terminal): it is in {key_file} (mode 0600), the only copy; only its hash is "
+            "stored. Move it to your secret store and delete the file. Then:\n"
+            f'    export AUDITKEEP_URL={url} AUDITKEEP_KEY="$(cat {key_file})"\n'
+            f"    {cmd} tenants create acme\n",
             err=True,
         )
     else:
@@ -609,6 +635,33 @@ def command_name() -> str:
     if script.exists():
         return str(script.absolute())
     return f"{sys.executable} -m auditkeep.cli"
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _write_operator_key(data_dir: Path, key: str) -> Path:
+    """Write the new operator key to ``DATA_DIR/keys/operator-key.txt``, readable by the
+    server's user only (made 0600 before the key is written; replaced atomically)."""
+    folder = data_dir / "keys"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = folder / OPERATOR_KEY_FILE
+    tmp = folder / f".{OPERATOR_KEY_FILE}.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # (the umask cannot widen it, but an old file could be wider)
+        os.write(fd, f"{key}\n".encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return path
 
 
 def _version() -> str:
@@ -758,7 +811,8 @@ def keys_list(
 def keys_revoke(
     key_id: str, tenant: str, as_json: bool, data_dir: Path, server: str | None, key: str | None
 ) -> None:
-    """Revoke KEY_ID; it stops working at once."""
+    """Revoke KEY_ID; it stops working at once (within 0.25 s on a server running on the
+    same data directory or database: key_revocation_check)."""
     record = _run(data_dir, server, key, lambda b: b.revoke_key(tenant, key_id))
     if as_json:
         _print_json(record)
@@ -1210,7 +1264,7 @@ _LOG_KEY_HELP = (
     "--skip-content",
     is_flag=True,
     help="Check hashes, the Merkle tree and signatures only; do not parse each event "
-    "(canonical form, tenant, occurred_at).",
+    "(canonical form, tenant, and the indexed columns and rows searches read).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @target_options

@@ -23,7 +23,14 @@ from auditkeep.delivery.formats import FORMATS, ExportFormat
 from auditkeep.delivery.manage import DestinationAdmin
 from auditkeep.delivery.netguard import NetGuard
 from auditkeep.delivery.secretbox import SecretBox
-from auditkeep.errors import BadRequest, ConfigError, Conflict, NotFound, ValidationFailed
+from auditkeep.errors import (
+    AboveRateCeiling,
+    BadRequest,
+    ConfigError,
+    Conflict,
+    NotFound,
+    ValidationFailed,
+)
 from auditkeep.ingest import GroupCommitWriter
 from auditkeep.logwatch import LogWatch
 from auditkeep.model import EventValidationError, PreparedEvent, now_micros, prepare_event
@@ -36,6 +43,22 @@ from auditkeep.tlog import Checkpointer, KeyRing, TransparencyLog, check_key_nam
 
 log = logging.getLogger("auditkeep.core")
 
+_MIN_METRICS_TOKEN = 16
+
+
+def check_metrics_token(token: str) -> None:
+    """A metrics_token, if set, must be a usable bearer token."""
+    if token and (
+        len(token) < _MIN_METRICS_TOKEN
+        or not token.isascii()
+        or not token.isprintable()
+        or " " in token
+    ):
+        raise ConfigError(
+            f"metrics_token must be at least {_MIN_METRICS_TOKEN} printable ASCII characters "
+            "without spaces (e.g. the output of: openssl rand -hex 32)"
+        )
+
 
 class Core:
     """Components of one process, opened from a Config."""
@@ -43,6 +66,7 @@ class Core:
     def __init__(self, config: Config) -> None:
         self.config = config
         check_key_name(config.log_origin)
+        check_metrics_token(config.metrics_token)
         self.metrics = Metrics()
         self.store = open_store(config)
         self.store.migrate()
@@ -52,7 +76,11 @@ class Core:
             queue_limit=config.writer_queue_limit,
             metrics=self.metrics,
         )
-        self.auth = Authenticator(self.store, cache_seconds=config.key_cache_seconds)
+        self.auth = Authenticator(
+            self.store,
+            cache_seconds=config.key_cache_seconds,
+            revocation_check=config.key_revocation_check,
+        )
         self.rate_limiter = RateLimiter(config.rate_limit_rps, config.rate_limit_burst)
         self.keys = KeyRing(self.store, config.data_dir, config.log_origin)
         self.tlog = TransparencyLog(self.store, self.keys)
@@ -81,10 +109,11 @@ class Core:
                 workers=max(1, config.delivery_workers),
             ),
             tenant_slug=self.tenant_slug,
+            tenant_label=self.tenant_label,
         )
         self.writer.on_commit(self.dispatcher.wake)
         self.destinations = DestinationAdmin(self.store, box, guard, self.dispatcher.wake)
-        self.metrics.registry.register(DeliveryStatusCollector(self.store, self.tenant_slug))
+        self.metrics.registry.register(DeliveryStatusCollector(self.store, self.tenant_label))
         self._started = False
 
     def start(self) -> None:
@@ -92,6 +121,7 @@ class Core:
         the delivery dispatcher."""
         self.keys.ensure_key()
         self.secret_box.ensure()
+        self.auth.start()
         self.writer.start()
         self.checkpointer.start()
         self.dispatcher.start(sole=not self.config.database_url)
@@ -103,6 +133,19 @@ class Core:
             self._slugs = {t.tenant_id: t.slug for t in self.store.list_tenants()}
             slug = self._slugs.get(tenant_id, str(tenant_id))
         return slug
+
+    def tenant_label(self, tenant_id: int) -> str:
+        """The tenant label of a metric series: see the metrics_tenant_label setting."""
+        how = self.config.metrics_tenant_label
+        if how == "slug":
+            return self.tenant_slug(tenant_id)
+        return str(tenant_id) if how == "id" else ""
+
+    def render_metrics(self) -> bytes:
+        """The Prometheus exposition, without the series of destinations deleted since (by
+        any node). Reads the store: call it off the event loop."""
+        self.metrics.forget_destinations({d.dest_id for d in self.store.all_destinations()})
+        return self.metrics.render()
 
     def _check_log_name(self) -> None:
         """Once a signing key exists its name is the log's identity; an explicit, different
@@ -123,6 +166,7 @@ class Core:
         twice."""
         self.dispatcher.stop()
         self.checkpointer.stop()
+        self.auth.stop()
         self.writer.stop()
         if self._started and self.config.checkpoint_interval > 0:
             self._started = False
@@ -167,11 +211,16 @@ class Core:
         name: str = "",
         expires_at: int | None = None,
         rate_limit_rps: float | None = None,
+        principal: Principal | None = None,
     ) -> tuple[ApiKey, str]:
+        """A new key for ``tenant``. ``principal``: who asks over the API (None: the operator
+        with the data directory); a tenant admin may not exceed the server's rate limit."""
         if expires_at is not None and expires_at <= now_micros():
             raise BadRequest("expires_at must be in the future")
         if rate_limit_rps is not None and rate_limit_rps < 0:
             raise BadRequest("rate_limit_rps must not be negative")
+        if principal is not None and not principal.is_operator:
+            self._check_rate_ceiling(rate_limit_rps)
         record, key = make_key(
             tenant.tenant_id,
             tenant.slug,
@@ -182,6 +231,22 @@ class Core:
         )
         self.store.create_key(record)
         return record, key
+
+    def _check_rate_ceiling(self, rate_limit_rps: float | None) -> None:
+        """The operator's ``rate_limit_rps`` is a ceiling for keys made by tenant admins: 0
+        (unlimited) or more than the ceiling is the operator's call alone."""
+        ceiling = self.config.rate_limit_rps
+        if ceiling <= 0 or rate_limit_rps is None:
+            return  # no server-wide limit; or the key gets the server's default
+        if rate_limit_rps == 0 or rate_limit_rps > ceiling:
+            asked = "0 (unlimited)" if rate_limit_rps == 0 else f"{rate_limit_rps:g}"
+            raise AboveRateCeiling(
+                f"rate_limit_rps {asked} is above this server's limit of {ceiling:g} "
+                f"requests/s per key, which tenant admins cannot exceed: choose a value "
+                f"from above 0 up to {ceiling:g}, leave it out for the default, or ask the "
+                "operator for a key with a higher limit",
+                ceiling=ceiling,
+            )
 
     def revoke_key(self, tenant: Tenant, key_id: str) -> ApiKey:
         record = self.store.revoke_key(tenant.tenant_id, key_id, now_micros())

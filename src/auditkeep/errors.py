@@ -8,6 +8,7 @@
         ├── BadRequest           400  malformed JSON, bad query parameters, bad cursor
         ├── Unauthorized         401  missing, malformed, unknown, expired or revoked key
         ├── Forbidden            403  the key lacks the scope
+        │   └── AboveRateCeiling 403  a tenant admin asks for more than the server's rate limit
         ├── NotFound             404  no such resource (or another tenant's)
         ├── Conflict             409  same event id, different content; name taken
         ├── PayloadTooLarge      413
@@ -89,6 +90,10 @@ class Unauthorized(ProblemError):
 
 class Forbidden(ProblemError):
     status, slug, title = 403, "forbidden", "The API key lacks the required scope"
+
+
+class AboveRateCeiling(Forbidden):
+    slug, title = "rate-limit-ceiling", "Above the server's rate limit"
 
 
 class NotFound(ProblemError):

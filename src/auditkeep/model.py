@@ -9,8 +9,10 @@ the *leaf data* whose hash goes into the tenant's Merkle tree (docs/canonical-en
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -27,10 +29,12 @@ from auditkeep_client.schema import (
 __all__ = [
     "EventValidationError",
     "FieldError",
+    "IndexedColumns",
     "PreparedEvent",
     "canonical_json",
     "client_content",
     "format_timestamp",
+    "indexed_columns",
     "leaf_hash",
     "now_micros",
     "parse_timestamp",
@@ -62,6 +66,21 @@ class PreparedEvent:
     leaf_hash: bytes
 
 
+def _searched_fields(
+    event: Mapping[str, Any],
+) -> tuple[str, str, str, str, str, tuple[tuple[str, str], ...]]:
+    """``(id, action, category, outcome, actor id, targets as (type, id))`` of an event in
+    normal form: what the stores copy into columns and ``event_targets`` for searches."""
+    return (
+        event["id"],
+        event["action"],
+        event["category"],
+        event["outcome"],
+        event["actor"]["id"],
+        tuple((t["type"], t["id"]) for t in event["targets"]),
+    )
+
+
 def prepare_event(raw: Any, tenant: str, received_at: int) -> PreparedEvent:
     """Validate and encode one client event. Raises EventValidationError."""
     event, occurred, exact = check_event(raw)
@@ -69,18 +88,68 @@ def prepare_event(raw: Any, tenant: str, received_at: int) -> PreparedEvent:
     event["tenant"] = tenant
     event["received_at"] = format_timestamp(received_at)
     data = canonical_json(event, orjson_exact=exact and tenant.isascii())
+    event_id, action, category, outcome, actor_id, targets = _searched_fields(event)
     return PreparedEvent(
-        id=event["id"],
-        action=event["action"],
-        category=event["category"],
-        outcome=event["outcome"],
-        actor_id=event["actor"]["id"],
+        id=event_id,
+        action=action,
+        category=category,
+        outcome=outcome,
+        actor_id=actor_id,
         occurred_at=occurred,
         received_at=received_at,
-        targets=tuple((t["type"], t["id"]) for t in event["targets"]),
+        targets=targets,
         content=content,
         leaf_data=data,
         leaf_hash=leaf_hash(data),
+    )
+
+
+class IndexedColumns(NamedTuple):
+    """The columns a store keeps beside an event's leaf data, as its leaf data says they must
+    be (``auditkeep verify`` compares them with the stored ones; the first seven are the
+    ``events`` columns in their order there)."""
+
+    id: str
+    action: str
+    category: str
+    outcome: str
+    actor_id: str
+    occurred_at: int
+    received_at: int
+    targets: frozenset[tuple[str, str]]  # one event_targets row each: (type, id)
+
+
+_EPOCH = datetime(1970, 1, 1)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _normal_micros(text: str) -> int:
+    """:func:`parse_timestamp`, about ten times faster on the normal form leaf data holds
+    (``YYYY-MM-DDTHH:MM:SS.ffffffZ``)."""
+    if len(text) == 27 and text[10] == "T" and text[19] == "." and text[26] == "Z":
+        try:
+            micros: int = (datetime.fromisoformat(text[:26]) - _EPOCH) // _MICROSECOND
+        except ValueError:
+            pass
+        else:
+            if micros >= 0:
+                return micros
+    return parse_timestamp(text)
+
+
+def indexed_columns(leaf: Mapping[str, Any]) -> IndexedColumns:
+    """The indexed columns derived from parsed leaf data, exactly as :func:`prepare_event`
+    derives them. Raises KeyError, TypeError or ValueError if the leaf data lacks a field."""
+    event_id, action, category, outcome, actor_id, targets = _searched_fields(leaf)
+    return IndexedColumns(
+        id=event_id,
+        action=action,
+        category=category,
+        outcome=outcome,
+        actor_id=actor_id,
+        occurred_at=_normal_micros(leaf["occurred_at"]),
+        received_at=_normal_micros(leaf["received_at"]),
+        targets=frozenset(targets),
     )
 
 

@@ -64,7 +64,8 @@ SETTINGS: tuple[Setting, ...] = (
         float,
         10000.0,
         "Default requests per second allowed per API key (token bucket; 0 disables). "
-        "A key's own limit, set when it is created, takes precedence.",
+        "A key's own limit, set when it is created, takes precedence; tenant admins cannot "
+        "give a key more than this (or 0), only the operator can.",
     ),
     Setting("rate_limit_burst", float, 20000.0, "Token bucket size for the default rate limit."),
     Setting(
@@ -79,7 +80,22 @@ SETTINGS: tuple[Setting, ...] = (
         200000,
         "Events waiting for the writer beyond which ingest answers 503 with Retry-After.",
     ),
-    Setting("key_cache_seconds", float, 5.0, "How long a verified API key is cached in memory."),
+    Setting(
+        "key_cache_seconds",
+        float,
+        5.0,
+        "How long a verified API key is cached in memory (0: no cache, every request reads "
+        "the store). A revocation empties the cache sooner: see key_revocation_check.",
+    ),
+    Setting(
+        "key_revocation_check",
+        float,
+        0.25,
+        "Seconds between looks at the store for API keys revoked by another process or node "
+        "(auditkeep keys revoke --data-dir beside a running server, another API node): such a "
+        "key stops working here within this time. A revocation through this server takes "
+        "effect at once. 0: no looks (then within key_cache_seconds).",
+    ),
     Setting(
         "ready_commit_timeout",
         float,
@@ -134,6 +150,23 @@ SETTINGS: tuple[Setting, ...] = (
         "Longest long-poll of GET /v1/feed?wait=S, in seconds.",
     ),
     Setting(
+        "metrics_token",
+        str,
+        "",
+        "A secret that GET /metrics then requires as 'Authorization: Bearer <token>' (at least "
+        "16 printable characters; give it as the environment variable, not a flag, which "
+        "other users see in the process list). Empty: /metrics is open to anyone who can "
+        "reach the server.",
+    ),
+    Setting(
+        "metrics_tenant_label",
+        str,
+        "slug",
+        "What the tenant label of the delivery metrics holds: the tenant's slug (often a "
+        "customer's name), its numeric id, or nothing.",
+        choices=("slug", "id", "none"),
+    ),
+    Setting(
         "log_level",
         str,
         "info",
@@ -162,6 +195,7 @@ class Config:
     writer_max_batch: int = 5000
     writer_queue_limit: int = 200000
     key_cache_seconds: float = 5.0
+    key_revocation_check: float = 0.25
     ready_commit_timeout: float = 15.0
     log_origin: str = DEFAULT_LOG_ORIGIN
     checkpoint_interval: float = 60.0
@@ -173,6 +207,8 @@ class Config:
     delivery_timeout: float = 10.0
     delivery_workers: int = 4
     feed_max_wait: float = 30.0
+    metrics_token: str = ""
+    metrics_tenant_label: str = "slug"
     log_level: str = "info"
 
     @classmethod

@@ -35,7 +35,14 @@ from auditkeep.integrity.checkpoint import (
     verify_checkpoint,
 )
 from auditkeep.integrity.merkle import EMPTY_ROOT, CompactRange, NodeReader
-from auditkeep.model import canonical_json, format_timestamp, leaf_hash, parse_timestamp
+from auditkeep.model import (
+    SERVER_FIELDS,
+    canonical_json,
+    format_timestamp,
+    indexed_columns,
+    leaf_hash,
+    parse_timestamp,
+)
 from auditkeep.store.base import StoredEvent, Tenant
 from auditkeep.store.sqlite import SQLiteStore
 
@@ -115,15 +122,22 @@ def is_canonical(value: Any, raw: bytes) -> bool:
 def check_content(tenant: str, seq: int, occurred_at: int | None, data_bytes: bytes) -> list[str]:
     """Content checks of one event's leaf data: valid JSON, canonical form, the tenant, and
     (when given) the indexed ``occurred_at`` column."""
+    return _check_leaf(tenant, seq, occurred_at, data_bytes)[0]
+
+
+def _check_leaf(
+    tenant: str, seq: int, occurred_at: int | None, data_bytes: bytes
+) -> tuple[list[str], dict[str, Any] | None]:
+    """:func:`check_content`, and the parsed leaf data when it is a JSON object."""
     try:
         data: Any = orjson.loads(data_bytes)
     except orjson.JSONDecodeError:
-        return [f"seq {seq}: leaf data is not valid JSON"]
+        return [f"seq {seq}: leaf data is not valid JSON"], None
     problems = []
     if not is_canonical(data, data_bytes):
         problems.append(f"seq {seq}: leaf data is not in canonical form")
     if not isinstance(data, dict):
-        return [*problems, f"seq {seq}: leaf data is not a JSON object"]
+        return [*problems, f"seq {seq}: leaf data is not a JSON object"], None
     if data.get("tenant") != tenant:
         problems.append(
             f"seq {seq}: event belongs to tenant {data.get('tenant')!r}, found in {tenant!r}"
@@ -135,8 +149,136 @@ def check_content(tenant: str, seq: int, occurred_at: int | None, data_bytes: by
                 raise TypeError
             if text != format_timestamp(occurred_at) and parse_timestamp(text) != occurred_at:
                 problems.append(f"seq {seq}: the indexed occurred_at differs from the event's")
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             problems.append(f"seq {seq}: occurred_at is missing or malformed")
+    return problems, data
+
+
+# -- the indexed columns and rows beside the leaf data ---------------------------------------------
+
+EVENT_COLUMNS = ("id", "action", "category", "outcome", "actor_id", "occurred_at", "received_at")
+"""The columns of ``events`` derived from the leaf data (selected in this order). With the
+``event_targets`` rows (and on PostgreSQL ``event_ids``) they are what searches, lookups by id
+and idempotency read instead of the leaf data, so an edit there changes answers while every
+hash still verifies: each is recomputed from the leaf data and compared."""
+
+_BYTEA = frozenset({"actor_id", "target_id"})  # UTF-8 in bytea on PostgreSQL (NUL allowed)
+
+_EFFECT = {
+    "id": "lookups by id and retries with this id go wrong",
+    "occurred_at": "time-window searches and their order go wrong",
+    "received_at": "the row is filed under the wrong receive time",
+}
+
+
+def _as_stored(value: Any, column: str, postgres: bool) -> Any:
+    if postgres and column in _BYTEA and isinstance(value, str):
+        return value.encode("utf-8")
+    return value
+
+
+def _same(stored: Any, expected: Any) -> bool:
+    """Equal in value and type: SQLite compares a TEXT search term with a BLOB as different,
+    so an edit that stored the right characters as the wrong type still changes answers."""
+    if isinstance(stored, memoryview):
+        stored = bytes(stored)
+    return type(stored) is type(expected) and bool(stored == expected)
+
+
+def _show(value: Any, column: str = "") -> str:
+    if isinstance(value, memoryview):
+        value = bytes(value)
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return f"bytes {value.hex()[:32]}"
+    if column.endswith("_at") and type(value) is int:
+        try:
+            return format_timestamp(value)
+        except (ValueError, OverflowError):
+            pass
+    text = repr(value)
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def expected_rows(
+    seq: int, leaf: dict[str, Any], postgres: bool
+) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+    """The ``events`` columns (:data:`EVENT_COLUMNS`) and the ``event_targets`` rows
+    ``(seq, type, id, occurred_at[, received_at])``, in primary key order, that a store writes
+    for an event with this leaf data, as the store returns them (PostgreSQL keeps actor and
+    target ids as UTF-8 bytea, and gives target rows the event's received_at, its partition
+    key). Raises KeyError, TypeError, ValueError or AttributeError for leaf data that lacks a
+    field."""
+    want = indexed_columns(leaf)
+    columns: tuple[Any, ...]
+    pairs: list[tuple[str, Any]]
+    if postgres:
+        columns = (*want[:4], want.actor_id.encode("utf-8"), *want[5:7])
+        times: tuple[int, ...] = (want.occurred_at, want.received_at)
+        pairs = sorted((t, i.encode("utf-8")) for t, i in want.targets)
+    else:
+        columns, times, pairs = want[:7], (want.occurred_at,), sorted(want.targets)
+    # (str and UTF-8 bytes sort alike: by code point, as SQLite's BINARY and PostgreSQL's
+    # "C" collation and bytea order them)
+    return columns, [(seq, t, i, *times) for t, i in pairs]
+
+
+def check_columns(
+    seq: int,
+    leaf: dict[str, Any],
+    stored: Sequence[Any],
+    targets: Sequence[Sequence[Any]],
+    *,
+    postgres: bool = False,
+) -> list[str]:
+    """Compare an event's stored :data:`EVENT_COLUMNS` and its ``event_targets`` rows
+    ``(type, id, occurred_at[, received_at])`` with those derived from its leaf data."""
+    try:
+        want = indexed_columns(leaf)
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
+        return [
+            f"seq {seq}: the leaf data lacks a field the indexed columns are made from, so "
+            "they cannot be checked"
+        ]
+    times = (want.occurred_at, want.received_at) if postgres else (want.occurred_at,)
+    problems = []
+    for column, got in zip(EVENT_COLUMNS, stored, strict=True):
+        expected = _as_stored(getattr(want, column), column, postgres)
+        if not _same(got, expected):
+            effect = _EFFECT.get(column, f"searches by {column} miss it or find it wrongly")
+            problems.append(
+                f"seq {seq}: the indexed {column} differs from the event's: the column holds "
+                f"{_show(got, column)}, the event says {_show(expected, column)} ({effect})"
+            )
+    wanted_rows: dict[tuple[Any, Any], tuple[int, ...]] = {
+        (ttype, _as_stored(tid, "target_id", postgres)): times for ttype, tid in want.targets
+    }
+    for row in targets:
+        ttype, tid, *row_times = (bytes(v) if isinstance(v, memoryview) else v for v in row)
+        key = (ttype, tid)
+        wanted = wanted_rows.pop(key, None)
+        what = f"(type {_show(ttype)}, id {_show(tid)})"
+        if wanted is None:
+            problems.append(
+                f"seq {seq}: event_targets has a row for target {what}, which the event does "
+                "not name (the row was added or edited: searches by that target find it wrongly)"
+            )
+        elif not all(_same(g, w) for g, w in zip(row_times, wanted, strict=True)):
+            names = ("occurred_at", "received_at")[: len(row_times)]
+            problems.append(
+                f"seq {seq}: the event_targets row for target {what} has "
+                + ", ".join(f"{n} {_show(g, n)}" for n, g in zip(names, row_times, strict=True))
+                + "; the event's is "
+                + ", ".join(f"{_show(w, n)}" for n, w in zip(names, wanted, strict=True))
+                + " (the row was edited: time-window searches by target go wrong)"
+            )
+    for ttype, tid in wanted_rows:
+        problems.append(
+            f"seq {seq}: event_targets has no row for the event's target (type {_show(ttype)}, "
+            f"id {_show(tid)}) (the row was removed or edited: searches by that target miss it)"
+        )
     return problems
 
 
@@ -399,6 +541,10 @@ class _StoreTask:
     hi: int  # last seq (inclusive)
     content: bool
     snapshot_sizes: tuple[int, ...]
+    last: bool = False  # the last chunk: also takes event_targets rows beyond every seq
+    #: PostgreSQL, first chunk: ``(last seq, events)`` of the log, to find event_ids rows
+    #: that belong to no event
+    ids_check: tuple[int, int] | None = None
 
 
 @dataclass
@@ -434,8 +580,8 @@ def _check_store_chunk(task: _StoreTask) -> _ChunkResult:
         )[0]
         out.count, out.first, out.last = count, first, last
         # only what the checks need reaches Python: leaf data, and for content checks the
-        # seq and indexed occurred_at
-        columns = "seq, occurred_at, leaf_data" if task.content else "leaf_data"
+        # seq and the indexed columns
+        columns = f"seq, {', '.join(EVENT_COLUMNS)}, leaf_data" if task.content else "leaf_data"
         rows = conn.execute(f"SELECT {columns} {where} ORDER BY seq", span)
         datas = [r[-1] for r in rows]
         try:
@@ -460,10 +606,7 @@ def _check_store_chunk(task: _StoreTask) -> _ChunkResult:
             )
             _find_leaf_problems(full, hashes, _node_rows(conn, leaf_range), task, out)
         if task.content:
-            for (seq, occurred_at, _), data in zip(rows, datas, strict=True):
-                out.problems += [
-                    ("content", p) for p in check_content(task.tenant, seq, occurred_at, data)
-                ]
+            _check_indexed(conn, task, rows, datas, out)
         leaves = hashes[: out.contiguous]
         start = task.lo - 1
         levels = subtree_levels(start, leaves)
@@ -477,6 +620,147 @@ def _check_store_chunk(task: _StoreTask) -> _ChunkResult:
     finally:
         conn.close()
     return out
+
+
+def _check_indexed(
+    conn: _ChunkDB, task: _StoreTask, rows: list[Any], datas: list[bytes], out: _ChunkResult
+) -> None:
+    """Content checks of each event, and everything stored beside its leaf data for searches
+    and idempotency, recomputed from the leaf data: :data:`EVENT_COLUMNS`, the event_targets
+    rows (also rows for seqs that hold no event), and on PostgreSQL the event_ids rows."""
+    times = "occurred_at, received_at" if task.postgres else "occurred_at"
+    target_rows: list[tuple[Any, ...]] = conn.execute(  # tuples, on both stores
+        f"SELECT seq, target_type, target_id, {times} FROM event_targets "
+        "WHERE tenant_id = ? AND seq BETWEEN ? AND ? ORDER BY seq, target_type, target_id",
+        (task.tenant_id, task.lo, task.hi),
+    )
+    # rows before the first seq or beyond the last: those of no event (in this snapshot: a
+    # server may be appending events, with their rows, beyond the range being checked)
+    outside = ([("<", task.lo)] if task.lo == 1 else []) + ([(">", task.hi)] if task.last else [])
+    for op, bound in outside:
+        for seq, count in conn.execute(
+            f"SELECT t.seq, count(*) FROM event_targets t WHERE t.tenant_id = ? AND t.seq {op} ? "
+            "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = t.tenant_id "
+            "AND e.seq = t.seq) GROUP BY t.seq ORDER BY t.seq LIMIT ?",
+            (task.tenant_id, bound, MAX_REPEATS + 1),
+        ):
+            out.problems.append(("column", _orphan_targets(int(seq), int(count))))
+    leaves = []
+    stored: list[tuple[Any, ...]] = []
+    expected: list[tuple[Any, ...]] = []
+    expected_targets: list[tuple[Any, ...]] = []
+    for row, data in zip(rows, datas, strict=True):
+        seq = int(row[0])
+        problems, leaf = _check_leaf(task.tenant, seq, None, data)
+        if problems:
+            out.problems += [("content", p) for p in problems]
+        if leaf is None:
+            continue
+        leaves.append((seq, leaf))
+        try:
+            columns, its_targets = expected_rows(seq, leaf, task.postgres)
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
+            columns, its_targets = (), []  # (check_columns says why)
+        stored.append(row[1:-1])
+        expected.append(columns)
+        expected_targets += its_targets
+    # the fast path: the whole chunk in two comparisons (exact: these columns hold one type
+    # each, SQLite stores an integral REAL as INTEGER in them, and str never equals bytes)
+    if stored != expected or target_rows != expected_targets:
+        _name_column_problems(task, rows, leaves, target_rows, out)
+    if task.postgres:
+        _check_event_ids(conn, task, leaves, out)
+
+
+def _name_column_problems(
+    task: _StoreTask,
+    rows: list[Any],
+    leaves: list[tuple[int, dict[str, Any]]],
+    target_rows: list[tuple[Any, ...]],
+    out: _ChunkResult,
+) -> None:
+    """The slow path, when something differs: a message for each event that differs."""
+    targets: dict[int, list[Any]] = {}
+    for seq, *row in target_rows:
+        targets.setdefault(int(seq), []).append(row)
+    stored = {int(row[0]): row[1:-1] for row in rows}
+    for seq, leaf in leaves:
+        found = check_columns(seq, leaf, stored[seq], targets.pop(seq, []), postgres=task.postgres)
+        out.problems += [("column", p) for p in found]
+    for seq in stored.keys() - dict(leaves).keys():
+        targets.pop(seq, None)  # an event whose leaf data is not JSON: reported already
+    for seq, orphans in sorted(targets.items()):
+        out.problems.append(("column", _orphan_targets(seq, len(orphans))))
+
+
+def _orphan_targets(seq: int, count: int) -> str:
+    return (
+        f"seq {seq}: event_targets has {count} row(s) for it, but the log holds no event with "
+        "this seq (rows were added or moved: searches by target go wrong)"
+    )
+
+
+def _check_event_ids(
+    conn: _ChunkDB, task: _StoreTask, leaves: list[tuple[int, dict[str, Any]]], out: _ChunkResult
+) -> None:
+    """PostgreSQL decides idempotency and finds events by id through ``event_ids`` (id, seq,
+    SHA-256 of the client's content): each event's row must be there and match."""
+    ids = [leaf["id"] for _, leaf in leaves if isinstance(leaf.get("id"), str)]
+    found = {
+        str(i): (int(seq), bytes(h))
+        for i, seq, h in conn.execute(
+            "SELECT id, seq, content_hash FROM event_ids WHERE tenant_id = ? AND id = ANY(?)",
+            (task.tenant_id, ids),
+        )
+    }
+    for seq, leaf in leaves:
+        event_id = leaf.get("id")
+        if not isinstance(event_id, str):
+            continue
+        got = found.get(event_id)
+        shown = _show(event_id)
+        if got is None:
+            problem = (
+                f"seq {seq}: event_ids has no row for the event's id {shown} (it was removed or "
+                "edited: a retry with this id would be stored twice, a lookup by id misses it)"
+            )
+        elif got[0] != seq:
+            problem = (
+                f"seq {seq}: event_ids maps the event's id {shown} to seq {got[0]} (the row was "
+                "edited: a lookup by id, and a retry with this id, answer with the wrong event)"
+            )
+        else:
+            content = canonical_json({k: v for k, v in leaf.items() if k not in SERVER_FIELDS})
+            if _sha256(content).digest() == got[1]:
+                continue
+            problem = (
+                f"seq {seq}: event_ids holds another content hash for the event's id {shown} "
+                "(the row was edited: a retry of this very event would be refused as a conflict)"
+            )
+        out.problems.append(("column", problem))
+    if task.ids_check is None:
+        return
+    last_seq, events = task.ids_check
+    (count,) = conn.execute(
+        "SELECT count(*) FROM event_ids WHERE tenant_id = ? AND seq <= ?",
+        (task.tenant_id, last_seq),
+    )[0]
+    if count <= events:
+        return  # each event's own row was checked above: no room for another
+    for event_id, seq in conn.execute(
+        "SELECT i.id, i.seq FROM event_ids i WHERE i.tenant_id = ? AND i.seq <= ? AND NOT "
+        "EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = i.tenant_id AND e.seq = i.seq "
+        "AND e.id = i.id) ORDER BY i.seq LIMIT ?",
+        (task.tenant_id, last_seq, MAX_REPEATS + 1),
+    ):
+        out.problems.append(
+            (
+                "column",
+                f"event_ids has a row for id {_show(event_id)} pointing at seq {seq}, which holds "
+                "another event or none (the row was added or edited: a new event with this id "
+                "would be taken for a retry and not stored)",
+            )
+        )
 
 
 class _ChunkDB:
@@ -721,8 +1005,10 @@ def verify_store_log(
             hi,
             content,
             tuple(s for s in by_size if lo - 1 < s <= hi),
+            last=i == len(bounds) - 1,
+            ids_check=(inp.last_seq, inp.event_count) if inp.postgres and i == 0 else None,
         )
-        for lo, hi in bounds
+        for i, (lo, hi) in enumerate(bounds)
     ]
     frontier = Frontier()
     broken_at: int | None = None  # first seq the tree could not be recomputed past
@@ -1027,11 +1313,13 @@ __all__ = [
     "Frontier",
     "StoredLogInput",
     "VerifyReport",
+    "check_columns",
     "check_content",
     "check_events",
     "check_http_event",
     "decompose",
     "default_jobs",
+    "expected_rows",
     "hash_leaves",
     "is_canonical",
     "open_checkpoint",

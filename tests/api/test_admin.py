@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import httpx
 import pytest
 
-from tests.conftest import App, event
+from auditkeep.api.app import create_app
+from tests.conftest import App, _key, event, make_core
 
 pytestmark = pytest.mark.anyio
 
@@ -86,3 +91,57 @@ async def test_bad_key_requests_are_400(app: App) -> None:
         assert r.status_code == 400 and word in r.json()["detail"], (body, r.text)
     r = await app.client.post("/v1/tenants/nope/keys", json={"scopes": ["events:read"]}, headers=op)
     assert r.status_code == 404
+
+
+async def test_tenant_admin_cannot_mint_keys_above_the_operators_rate_limit(
+    tmp_path: Path,
+) -> None:
+    """The attack: the operator runs --rate-limit-rps 2; a tenant admin mints a key with
+    rate_limit_rps 0 (unlimited) or 1,000,000 to escape it."""
+    core = make_core(tmp_path / "data", rate_limit_rps=2, rate_limit_burst=2)
+    core.start()
+    try:
+        operator = core.ensure_operator_key() or ""
+        admin = _key(core, "acme", {"admin"}, rate_limit_rps=1000)  # set by the operator
+        transport = httpx.ASGITransport(app=create_app(core, manage_core=False))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+
+            async def mint(key: str, rate: float | None) -> httpx.Response:
+                body: dict[str, Any] = {"scopes": ["events:write"]}
+                if rate is not None:
+                    body["rate_limit_rps"] = rate
+                return await client.post(
+                    "/v1/tenants/acme/keys", json=body, headers={"Authorization": f"Bearer {key}"}
+                )
+
+            acme = core.tenant("acme")
+            before = len(core.store.list_keys(acme.tenant_id))
+            for rate in (0, 1_000_000, 2.5):
+                r = await mint(admin, rate)
+                assert r.status_code == 403, r.text
+                problem = r.json()
+                assert problem["type"].endswith("/rate-limit-ceiling")
+                assert "limit of 2 requests/s" in problem["detail"] and problem["ceiling"] == 2
+            assert len(core.store.list_keys(acme.tenant_id)) == before, "no key was minted"
+            # within the ceiling, or no limit of its own (the server's default applies): fine
+            r = await mint(admin, 1)
+            assert r.status_code == 201 and r.json()["rate_limit_rps"] == 1
+            r = await mint(admin, None)
+            assert r.status_code == 201
+            minted = r.json()["key"]
+            statuses = [
+                (
+                    await client.post(
+                        "/v1/events",
+                        json=event(n),
+                        headers={"Authorization": f"Bearer {minted}"},
+                    )
+                ).status_code
+                for n in range(3)
+            ]
+            assert statuses[:2] == [201, 201] and statuses[2] == 429
+            # the operator decides above the ceiling
+            r = await mint(operator, 0)
+            assert r.status_code == 201 and r.json()["rate_limit_rps"] == 0
+    finally:
+        core.close()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
+import httpx
 import pytest
 
 from auditkeep.api.app import create_app
+from auditkeep.errors import ConfigError
 from auditkeep.logs import JSONFormatter, scrub
-from tests.conftest import App, event
+from tests.conftest import App, _key, event, make_core
 
 pytestmark = pytest.mark.anyio
 
@@ -83,3 +86,38 @@ async def test_readyz_reports_503_while_a_commit_is_stuck(app: App) -> None:
     finally:
         app.core.writer._commit_started = None
     assert (await app.client.get("/readyz")).status_code == 200
+
+
+async def test_metrics_token_keeps_metrics_from_anyone_else(tmp_path: Path) -> None:
+    """The attack: anyone who can reach the port scrapes /metrics (tenant names, destination
+    ids, traffic). With metrics_token set, only its holder can."""
+    token = "mt_" + "0123456789abcdef" * 2
+    core = make_core(tmp_path / "data", metrics_token=token)
+    core.start()
+    try:
+        transport = httpx.ASGITransport(app=create_app(core, manage_core=False))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            tenant_key = _key(core, "acme", {"events:write", "events:read", "admin"})
+            for headers in (
+                {},
+                {"Authorization": f"Bearer {token[:-1]}x"},
+                {"Authorization": f"Bearer {tenant_key}"},  # an API key is not the token
+                {"Authorization": f"Basic {token}"},
+            ):
+                r = await client.get("/metrics", headers=headers)
+                assert r.status_code == 401, headers
+                assert r.headers["content-type"] == "application/problem+json"
+                assert "metrics token" in r.json()["detail"] and "auditkeep_" not in r.text
+                assert r.headers["www-authenticate"].startswith("Bearer")
+            r = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 200 and "auditkeep_auth_failures_total 4.0" in r.text
+            # health checks stay open
+            assert (await client.get("/healthz")).status_code == 200
+    finally:
+        core.close()
+
+
+@pytest.mark.parametrize("token", ["short", "x" * 16 + " y", "tök" * 8])
+def test_an_unusable_metrics_token_is_refused_at_start(tmp_path: Path, token: str) -> None:
+    with pytest.raises(ConfigError, match="metrics_token must be at least 16"):
+        make_core(tmp_path / "data", metrics_token=token)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
+import select
+import stat
+import subprocess
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, cli, event, free_port
+from tests.conftest import AUDITKEEP, LiveServer, cli, event, free_port
 
 
 def test_tenants_and_keys_on_a_data_directory(tmp_path: Path) -> None:
@@ -66,23 +72,26 @@ def test_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 1 and "cannot reach" in result.stderr
 
 
-def _operator_key(server: LiveServer) -> str:
-    m = re.search(r"ak_[a-z2-7]{12}_[A-Za-z0-9_-]{43}", server.log())
-    assert m, server.log()
-    return m.group(0)
+_KEY = re.compile(r"ak_[a-z2-7]{12}_[A-Za-z0-9_-]{43}")
 
 
-def test_first_start_prints_where_it_listens_and_an_operator_key(tmp_path: Path) -> None:
+def test_first_start_without_a_terminal_keeps_the_operator_key_out_of_the_log(
+    tmp_path: Path,
+) -> None:
+    """The attack: stderr goes to a log collector (here a file), which keeps whatever the
+    first start prints. The key must be in a 0600 file in the data directory, not the log."""
     server = LiveServer(data_dir=tmp_path / "fresh", port=free_port())
     server.start()
     try:
         log = server.log()
         assert f"listening on http://127.0.0.1:{server.port}" in log
-        key = _operator_key(server)
-        assert "shown ONCE" in log
-        # the key is not in the server's JSON log lines, only in the one-time banner
-        json_lines = [line for line in log.splitlines() if line.startswith("{")]
-        assert json_lines and not any(key in line for line in json_lines)
+        key_file = server.data_dir / "keys" / "operator-key.txt"
+        assert str(key_file) in log  # the log says where it is
+        key = key_file.read_text().strip()
+        assert _KEY.fullmatch(key)
+        assert not _KEY.search(log) and key.split("_")[-1] not in log
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        assert not list(key_file.parent.glob(".operator-key.txt.*"))  # no temporary left
         # the CLI works over HTTP with the operator key
         url = ["--server", server.url, "--key", key]
         assert "created tenant acme" in cli("tenants", "create", "acme", *url).stdout
@@ -115,8 +124,9 @@ def test_first_start_prints_where_it_listens_and_an_operator_key(tmp_path: Path)
         assert "3 events OK" in verified.stdout
         # a second start of the same data directory creates no new operator key
         server.stop()
+        key_file.unlink()  # as the banner asks, once the key is in a secret store
         server.start()
-        assert len(re.findall(r"ak_[a-z2-7]{12}_[A-Za-z0-9_-]{43}", server.log())) == 1
+        assert not key_file.exists() and not _KEY.search(server.log())
         denied = cli("tenants", "list", *reader, check=False)
         assert denied.returncode == 1 and "403" in denied.stderr
     finally:
@@ -137,3 +147,47 @@ def test_search_and_verify_on_a_data_directory(tmp_path: Path, live_server: Live
     )
     assert len(paged.stdout.splitlines()) == 10
     assert "10 events OK" in cli("verify", data_dir=data).stdout
+
+
+def test_first_start_on_a_terminal_shows_the_operator_key(tmp_path: Path) -> None:
+    """A person running `auditkeep serve` (scripts/serve.sh) in a terminal sees the key."""
+    data = tmp_path / "fresh"
+    port = free_port()
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [*AUDITKEEP, "serve", "--data-dir", str(data), "--port", str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+    )
+    os.close(follower)
+    try:
+        shown = b""
+        deadline = time.monotonic() + 30
+        while _KEY.search(shown.decode(errors="replace")) is None:
+            assert time.monotonic() < deadline and proc.poll() is None, shown
+            if select.select([leader], [], [], 0.5)[0]:
+                try:
+                    shown += os.read(leader, 65536)
+                except OSError:  # the terminal closed: the process is gone
+                    break
+        text = shown.decode(errors="replace")
+        m = _KEY.search(text)
+        assert m and "shown ONCE" in text, text
+        assert not (data / "keys" / "operator-key.txt").exists()
+        deadline = time.monotonic() + 30
+        while True:  # the key it showed is the operator key of this server
+            try:
+                r = httpx.get(
+                    f"http://127.0.0.1:{port}/v1/tenants",
+                    headers={"Authorization": f"Bearer {m.group(0)}"},
+                )
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert r.status_code == 200
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        os.close(leader)

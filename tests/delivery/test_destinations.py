@@ -14,8 +14,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from auditkeep.api.app import create_app
 from auditkeep.delivery.netguard import NetGuard
-from tests.conftest import App, event, make_core
+from tests.conftest import App, _key, event, make_core
+from tests.delivery.conftest import FAST_DELIVERY
 from tests.delivery.receivers import (
     HTTPReceiver,
     Received,
@@ -329,6 +331,63 @@ async def test_metrics_show_lag_and_attempts(
     assert value("auditkeep_delivery_paused") == 0
     assert value("auditkeep_delivery_events_total") == 3
     assert value("auditkeep_delivery_attempts_total", result="success") >= 1
+
+
+def _series(text: str) -> list[dict[str, str]]:
+    """The labels of every delivery sample that names a destination."""
+    return [
+        s.labels
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if "destination" in s.labels
+    ]
+
+
+async def test_metrics_drop_the_series_of_a_deleted_destination(
+    dapp: App, webhook: tuple[HTTPReceiver, WebhookLog]
+) -> None:
+    """The attack: /metrics keeps naming a customer's destination (and tenant) after it is
+    deleted, for as long as the process runs."""
+    receiver, log = webhook
+    created = (await _create(dapp, receiver.url)).json()
+    log.secret = created["secret"]
+    await _ingest(dapp, 0, 3)
+    await _until(dapp, created["id"], lambda s: s["cursor"] == 3)
+    before = _series((await dapp.client.get("/metrics")).text)
+    assert {s["destination"] for s in before} == {created["id"]}
+    assert {s["tenant"] for s in before} == {"acme"}  # (metrics_tenant_label: slug)
+    r = await dapp.client.delete(f"{BASE}/{created['id']}", headers=dapp.auth("acme_admin"))
+    assert r.status_code == 204
+    text = (await dapp.client.get("/metrics")).text
+    assert created["id"] not in text and _series(text) == []
+    assert "auditkeep_delivery_batch_seconds" in text  # (by kind only: kept)
+
+
+@pytest.mark.parametrize(("how", "expected"), [("id", "tenant id"), ("none", "")])
+async def test_metrics_need_not_name_tenants(
+    tmp_path: Path, webhook: tuple[HTTPReceiver, WebhookLog], how: str, expected: str
+) -> None:
+    receiver, log = webhook
+    core = make_core(tmp_path / "data", metrics_tenant_label=how, **FAST_DELIVERY)
+    core.start()
+    try:
+        transport = httpx.ASGITransport(app=create_app(core, manage_core=False))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            app = App(core, client)
+            app.keys["acme"] = _key(core, "acme", {"events:write", "events:read"})
+            app.keys["acme_admin"] = _key(core, "acme", {"admin"})
+            created = (await _create(app, receiver.url)).json()
+            log.secret = created["secret"]
+            await _ingest(app, 0, 2)
+            await _until(app, created["id"], lambda s: s["cursor"] == 2)
+            text = (await client.get("/metrics")).text
+            series = _series(text)
+            assert series and all(s["destination"] == created["id"] for s in series)
+            label = str(core.tenant("acme").tenant_id) if expected else ""
+            assert {s["tenant"] for s in series} == {label}
+            assert "acme" not in text
+    finally:
+        core.close()
 
 
 # -- management and bad input ------------------------------------------------------------------

@@ -530,14 +530,6 @@ def test_a_timeout_and_an_echoed_secret() -> None:
     assert SECRET not in info.value.message and "key [secret]" in info.value.message
 
 
-def test_netguard_checked_before_each_request() -> None:
-    sender, seen = scripted(lambda request: httpx.Response(200), guard=NetGuard())
-    with pytest.raises(DeliveryFailed, match="refused to connect") as info:
-        sender.send(make_batch(1, 1))
-    sender.close()
-    assert seen == [] and "127.0.0.1" in info.value.message
-
-
 # -- against a real S3-compatible server ------------------------------------------------------
 
 
@@ -678,6 +670,21 @@ def test_any_key_characters_reach_the_server_as_signed(s3: MotoServer) -> None:
     objects = read_objects(s3, "odd chars")
     assert list(objects) == [object_key(prefix, batch)]
     assert events_of(objects[object_key(prefix, batch)]) == [ev.to_json() for ev in batch.events]
+
+
+@requires_moto
+def test_netguard_checks_every_connection(s3: MotoServer) -> None:
+    """A destination made while loopback was allowed, sent by a server that no longer
+    allows it: the connection is refused before anything reaches the store."""
+    config = S3Kind().check_config(
+        _config(endpoint=s3.url, access_key_id=s3.access_key_id, prefix="guarded/"), LOOPBACK
+    )
+    ctx = SenderContext(NetGuard(), timeout=5)
+    sender = S3Kind().make_sender(config, Secrets(current=s3.secret_access_key), ctx)
+    with pytest.raises(DeliveryFailed, match="refused to connect") as info:
+        sender.send(make_batch(1, 1))
+    sender.close()
+    assert "127.0.0.1" in info.value.message and read_objects(s3, "guarded/") == {}
 
 
 @requires_moto

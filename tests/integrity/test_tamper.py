@@ -10,21 +10,24 @@ checkpoint (and the pinned key) catches it.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from auditkeep.model import now_micros, prepare_event
+from auditkeep.verify import stored_log_input, verify_store_log
 from tests.conftest import AUDITKEEP, LiveServer, cli, event, free_port, make_core
 
 
-def build_log(data_dir: Path, n: int = 30, batch: int = 10) -> None:
-    core = make_core(data_dir, checkpoint_interval=0)
+def build_log(data_dir: Path, n: int = 30, batch: int = 10, **settings: Any) -> None:
+    core = make_core(data_dir, checkpoint_interval=0, **settings)
     core.start()
     tenant = core.create_tenant("acme")
     for start in range(0, n, batch):
@@ -79,10 +82,15 @@ def test_edit_a_field(data_dir: Path) -> None:
     found = problems(data_dir)
     assert found[0].startswith("seq 7: leaf hash mismatch: stored ")
     assert "(the event was altered)" in found[0]
+    # the indexed column still holds what the event said before
+    assert found[1] == (
+        "seq 7: the indexed action differs from the event's: the column holds 'user.action7', "
+        "the event says 'user.action8' (searches by action miss it or find it wrongly)"
+    )
     # the signed checkpoints that cover seq 7 no longer match: the first one in full
-    assert found[1].startswith("checkpoint at size 10 (")
-    assert "the Merkle root of events 1..10 recomputed from the store is " in found[1]
-    assert found[2:] == [
+    assert found[2].startswith("checkpoint at size 10 (")
+    assert "the Merkle root of events 1..10 recomputed from the store is " in found[2]
+    assert found[3:] == [
         "… and 2 later checkpoint(s), sizes 20..30, do not match the recomputed tree either"
     ]
 
@@ -209,6 +217,10 @@ def _rewrite_tail(data_dir: Path, keep: int, new: int, *, fresh_key: bool = Fals
                 ev.leaf_data,
             ),
         )
+        conn.executemany(
+            "INSERT INTO event_targets VALUES (?, ?, ?, ?, ?)",
+            [(tid, keep + 1 + i, t, target, ev.occurred_at) for t, target in set(ev.targets)],
+        )
     # rebuild the tree from the events: auditkeep's own migration does it for a NULL frontier
     conn.execute("DELETE FROM merkle_nodes")
     conn.execute("UPDATE log_heads SET size = ?, frontier = NULL, root = NULL", (keep + new,))
@@ -330,3 +342,221 @@ def test_rebuilt_store_passes_verify_but_the_witness_alarms(
     assert len(evidence) == 1
     saved = json.loads(evidence[0].read_text())
     assert saved["old_checkpoint"].split("\n")[1] == "30"
+
+
+# -- the columns and rows beside the leaf data, on both stores ---------------------------------
+#
+# Searches, lookups by id and idempotency read these instead of the leaf data: an edit there
+# changes answers while every hash still verifies. Each edit below leaves the leaf data, the
+# hashes, the tree and the checkpoints alone; verify must still name the event.
+
+_SQLITE_EDITS: dict[str, tuple[str, str]] = {
+    # name: (SQL, the start of the problem verify must report)
+    "actor_id": (
+        "UPDATE events SET actor_id = 'user_2' WHERE seq = 7",
+        "seq 7: the indexed actor_id differs from the event's: the column holds 'user_2', "
+        "the event says 'user_1'",
+    ),
+    "action": (
+        "UPDATE events SET action = 'user.logout' WHERE seq = 7",
+        "seq 7: the indexed action differs from the event's: the column holds 'user.logout'",
+    ),
+    "outcome": (
+        "UPDATE events SET outcome = 'failure' WHERE seq = 7",
+        "seq 7: the indexed outcome differs from the event's: the column holds 'failure', "
+        "the event says 'success'",
+    ),
+    "category": (
+        "UPDATE events SET category = 'security' WHERE seq = 7",
+        "seq 7: the indexed category differs from the event's: the column holds 'security'",
+    ),
+    "occurred_at": (
+        "UPDATE events SET occurred_at = occurred_at + 86400000000 WHERE seq = 7",
+        "seq 7: the indexed occurred_at differs from the event's: the column holds "
+        "2026-11-24T10:00:00.000000Z, the event says 2026-11-23T10:00:00.000000Z",
+    ),
+    "received_at": (
+        "UPDATE events SET received_at = received_at + 1 WHERE seq = 7",
+        "seq 7: the indexed received_at differs from the event's",
+    ),
+    "id": (
+        "UPDATE events SET id = 'evt-forged' WHERE seq = 7",
+        "seq 7: the indexed id differs from the event's: the column holds 'evt-forged'",
+    ),
+    "actor_id as a blob": (  # the same characters, but a TEXT search term never matches a BLOB
+        "UPDATE events SET actor_id = CAST('user_1' AS BLOB) WHERE seq = 7",
+        "seq 7: the indexed actor_id differs from the event's",
+    ),
+    "target removed": (
+        "DELETE FROM event_targets WHERE seq = 7",
+        "seq 7: event_targets has no row for the event's target (type 'document', id 'doc_1')",
+    ),
+    "target added": (
+        "INSERT INTO event_targets SELECT tenant_id, seq, 'document', 'doc_99', occurred_at "
+        "FROM events WHERE seq = 7",
+        "seq 7: event_targets has a row for target (type 'document', id 'doc_99'), which the "
+        "event does not name",
+    ),
+    "target changed": (
+        "UPDATE event_targets SET target_id = 'doc_2' WHERE seq = 7",
+        "seq 7: event_targets has a row for target (type 'document', id 'doc_2')",
+    ),
+    "target time changed": (
+        "UPDATE event_targets SET occurred_at = 0 WHERE seq = 7",
+        "seq 7: the event_targets row for target (type 'document', id 'doc_1') has occurred_at "
+        "1970-01-01T00:00:00.000000Z",
+    ),
+    "target row for no event": (
+        "INSERT INTO event_targets SELECT tenant_id, 31, target_type, target_id, occurred_at "
+        "FROM event_targets WHERE seq = 7",
+        "seq 31: event_targets has 1 row(s) for it, but the log holds no event with this seq",
+    ),
+    "target row before the log": (
+        "INSERT INTO event_targets SELECT tenant_id, 0, target_type, target_id, occurred_at "
+        "FROM event_targets WHERE seq = 7",
+        "seq 0: event_targets has 1 row(s) for it, but the log holds no event with this seq",
+    ),
+}
+
+# PostgreSQL keeps actor and target ids as UTF-8 bytea, event_targets carries received_at, and
+# idempotency and lookups by id go through event_ids
+_PG_EDITS: dict[str, tuple[str, str]] = {
+    **_SQLITE_EDITS,
+    "actor_id": (
+        "UPDATE events SET actor_id = convert_to('user_2', 'UTF8') WHERE seq = 7",
+        _SQLITE_EDITS["actor_id"][1],
+    ),
+    "actor_id as a blob": (
+        "UPDATE events SET actor_id = convert_to('user_1 ', 'UTF8') WHERE seq = 7",
+        "seq 7: the indexed actor_id differs from the event's: the column holds 'user_1 '",
+    ),
+    "target added": (
+        "INSERT INTO event_targets SELECT tenant_id, seq, 'document', convert_to('doc_99', "
+        "'UTF8'), occurred_at, received_at FROM events WHERE seq = 7",
+        _SQLITE_EDITS["target added"][1],
+    ),
+    "target changed": (
+        "UPDATE event_targets SET target_id = convert_to('doc_2', 'UTF8') WHERE seq = 7",
+        _SQLITE_EDITS["target changed"][1],
+    ),
+    "target row for no event": (
+        "INSERT INTO event_targets SELECT tenant_id, 31, target_type, target_id, occurred_at, "
+        "received_at FROM event_targets WHERE seq = 7",
+        _SQLITE_EDITS["target row for no event"][1],
+    ),
+    "target row before the log": (
+        "INSERT INTO event_targets SELECT tenant_id, 0, target_type, target_id, occurred_at, "
+        "received_at FROM event_targets WHERE seq = 7",
+        _SQLITE_EDITS["target row before the log"][1],
+    ),
+    "event_ids removed": (
+        "DELETE FROM event_ids WHERE id = 'evt-7'",
+        "seq 7: event_ids has no row for the event's id 'evt-7'",
+    ),
+    "event_ids seq": (
+        "UPDATE event_ids SET seq = 8 WHERE id = 'evt-7'",
+        "seq 7: event_ids maps the event's id 'evt-7' to seq 8",
+    ),
+    "event_ids content": (
+        "UPDATE event_ids SET content_hash = sha256('x') WHERE id = 'evt-7'",
+        "seq 7: event_ids holds another content hash for the event's id 'evt-7'",
+    ),
+    "event_ids alias": (
+        "INSERT INTO event_ids SELECT tenant_id, 'evt-alias', seq, content_hash FROM event_ids "
+        "WHERE id = 'evt-7'",
+        "event_ids has a row for id 'evt-alias' pointing at seq 7, which holds another event",
+    ),
+}
+
+
+def _execute(settings: dict[str, Any], data_dir: Path, statement: str) -> None:
+    url = settings.get("database_url")
+    if url is None:
+        conn = db(data_dir)
+        conn.execute(statement)
+        conn.close()
+        return
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as pg:
+        pg.execute(statement.encode())
+
+
+def _verify_problems(settings: dict[str, Any], data_dir: Path) -> list[str]:
+    env = {**os.environ}
+    if "database_url" in settings:
+        env["AUDITKEEP_DATABASE_URL"] = settings["database_url"]
+    out = subprocess.run(
+        [*AUDITKEEP, "verify", "--json", "--data-dir", str(data_dir)],
+        capture_output=True, text=True, timeout=120, check=False, env=env,
+    )  # fmt: skip
+    assert out.returncode in (0, 1), out.stderr
+    (report,) = json.loads(out.stdout)
+    assert report["ok"] == (out.returncode == 0)
+    result: list[str] = report["problems"]
+    return result
+
+
+@pytest.fixture
+def built(tmp_path: Path, store_settings: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+    data_dir = tmp_path / "data"
+    build_log(data_dir, **store_settings)
+    assert _verify_problems(store_settings, data_dir) == []
+    return store_settings, data_dir
+
+
+@pytest.mark.parametrize("edit", sorted(_PG_EDITS))
+def test_an_edit_beside_the_leaf_data_is_named(
+    built: tuple[dict[str, Any], Path], edit: str
+) -> None:
+    settings, data_dir = built
+    edits = _PG_EDITS if "database_url" in settings else _SQLITE_EDITS
+    if edit not in edits:
+        pytest.skip("PostgreSQL only (SQLite keeps event ids in events, checked above)")
+    statement, expected = edits[edit]
+    _execute(settings, data_dir, statement)
+    found = _verify_problems(settings, data_dir)
+    assert found, f"verify passed after: {statement}"
+    assert found[0].startswith(expected), found
+    # nothing else is wrong: the leaf data, hashes, tree and checkpoints are intact
+    assert not any("hash" in p and "content hash" not in p for p in found), found
+    assert not any(p.startswith(("checkpoint", "Merkle")) for p in found), found
+
+
+def test_an_edited_actor_id_moves_the_event_between_searches(
+    built: tuple[dict[str, Any], Path],
+) -> None:
+    """What the edit does, and what verify now says about it."""
+    settings, data_dir = built
+    edits = _PG_EDITS if "database_url" in settings else _SQLITE_EDITS
+    _execute(settings, data_dir, edits["actor_id"][0])
+    core = make_core(data_dir, checkpoint_interval=0, **settings)
+    try:
+        acme = core.tenant("acme")
+        found = core.query_events(acme.tenant_id, {"actor_id": "user_2"})["data"]
+        assert [e["seq"] for e in found] == [7]  # the event of user_1 shows up under user_2
+        assert found[0]["actor"]["id"] == "user_1"
+    finally:
+        core.close()
+    (problem,) = _verify_problems(settings, data_dir)
+    assert problem.startswith("seq 7: the indexed actor_id differs")
+
+
+def test_events_appended_while_verify_runs_are_not_taken_for_edits(
+    built: tuple[dict[str, Any], Path],
+) -> None:
+    """verify reads the log's size first, then checks in snapshots of their own, while a
+    server may append: the rows of events beyond the size read are not orphans."""
+    settings, data_dir = built
+    core = make_core(data_dir, checkpoint_interval=0, **settings)
+    try:
+        acme = core.tenant("acme")
+        verifiers = core.keys.verifiers()
+        inp = stored_log_input(core.store, acme, core.tlog.origin("acme"), verifiers, pinned=False)
+        more = [prepare_event(event(f"late{i}"), "acme", now_micros()) for i in range(5)]
+        core.start()
+        core.writer.append_sync(acme.tenant_id, more)
+        report = verify_store_log(inp, jobs=1, chunk=8)  # the last chunk ends at seq 30
+    finally:
+        core.close()
+    assert report.ok and report.checked == 30, report.problems

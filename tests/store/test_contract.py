@@ -122,15 +122,15 @@ def make_destination(tenant_id: int, dest_id: str, name: str, **changes: Any) ->
 # -- schema, tenants, keys ---------------------------------------------------------------------
 
 
-def test_schema_version_is_3_and_migrate_is_idempotent(backend: Backend) -> None:
+def test_schema_version_is_4_and_migrate_is_idempotent(backend: Backend) -> None:
     store = backend.open(migrate=False)
     assert store.schema_version() == 0
-    assert store.migrate() == 3
-    assert store.migrate() == 3
-    assert store.schema_version() == 3
+    assert store.migrate() == 4
+    assert store.migrate() == 4
+    assert store.schema_version() == 4
     store.check_ready()
     # a second store (another API node) over the same data sees the same schema
-    assert backend.open().schema_version() == 3
+    assert backend.open().schema_version() == 4
 
 
 def test_tenants(store: AnyStore) -> None:
@@ -181,14 +181,19 @@ def test_keys(store: AnyStore) -> None:
     assert store.list_keys(globex.tenant_id) == [other]
     with pytest.raises(StoreError):
         store.create_key(keys[0])  # the same key id again
+    revision = store.key_revision()
     revoked = store.revoke_key(acme.tenant_id, "k1", 777)
     assert revoked is not None and revoked.revoked_at == 777
+    # the revision moves with the revocation, for every process serving the store
+    moved = store.key_revision()
+    assert moved > revision
     again = store.revoke_key(acme.tenant_id, "k1", 999)
     assert again is not None and again.revoked_at == 777  # the first revocation stays
     # another tenant's key: invisible, and not revoked
     assert store.revoke_key(acme.tenant_id, "g1", 1) is None
     found = store.find_key("g1")
     assert found is not None and found.revoked_at is None
+    assert store.key_revision() == moved  # nothing more was revoked
 
 
 # -- append ------------------------------------------------------------------------------------
@@ -702,7 +707,7 @@ def test_open_store_picks_the_backend(backend: Backend) -> None:
     try:
         expected = SQLiteStore if backend.kind == "sqlite" else PostgresStore
         assert isinstance(store, expected)
-        assert store.migrate() == 3
+        assert store.migrate() == 4
     finally:
         store.close()
 
@@ -809,7 +814,7 @@ def test_every_primary_key_is_led_by_tenant_id(pg_backend: Backend) -> None:
     assert leading.pop("schema_migrations") == "version"  # the documented exception
     for table in ("tenants", "log_heads", "api_keys", "events", "event_ids", "event_targets"):
         assert table in leading
-    for table in ("merkle_nodes", "checkpoints", "signing_keys", "destinations"):
+    for table in ("merkle_nodes", "checkpoints", "signing_keys", "destinations", "key_revision"):
         assert table in leading
     assert {t: c for t, c in leading.items() if c != "tenant_id"} == {}  # partitions too
 
@@ -835,7 +840,7 @@ def test_monthly_partitions_are_made_ahead(pg_backend: Backend) -> None:
             for suffix, first, end in months
         }
     assert store.ensure_partitions() == []  # idempotent and cheap
-    assert store.migrate() == 3 and len(_partitions(pg_backend, "events")) == 4
+    assert store.migrate() == 4 and len(_partitions(pg_backend, "events")) == 4
 
     # an event beyond the partitions lands in DEFAULT; making its month's partition moves it
     acme = store.create_tenant("acme", "acme")
@@ -878,19 +883,24 @@ def test_nodes_starting_together_migrate_once(pg_backend: Backend) -> None:
         t.start()
     for t in threads:
         t.join(60)
-    assert not errors and versions == [3, 3, 3, 3]
-    assert pg_backend.sql("SELECT version FROM schema_migrations ORDER BY 1") == [(1,), (2,), (3,)]
+    assert not errors and versions == [4, 4, 4, 4]
+    assert pg_backend.sql("SELECT version FROM schema_migrations ORDER BY 1") == [
+        (1,),
+        (2,),
+        (3,),
+        (4,),
+    ]
     assert pg_backend.sql("SELECT count(*) FROM tenants") == [(1,)]
 
 
 def test_a_newer_schema_is_refused(pg_backend: Backend) -> None:
     pg_backend.open()
-    pg_backend.sql("INSERT INTO schema_migrations VALUES (4, 0)")
+    pg_backend.sql("INSERT INTO schema_migrations VALUES (5, 0)")
     store = pg_backend.open(migrate=False)
     with pytest.raises(ConfigError) as info:
         store.migrate()
     assert str(info.value) == (
-        "the database schema is at version 4 but this auditkeep knows up to 3: upgrade auditkeep"
+        "the database schema is at version 5 but this auditkeep knows up to 4: upgrade auditkeep"
     )
 
 
@@ -1150,7 +1160,7 @@ def test_a_long_reader_delays_new_partitions_briefly_not_the_node(
         with pytest.raises(StoreUnavailable, match="lock"):
             store.ensure_partitions(later)
         assert time.monotonic() - started < 10
-        assert store.migrate() == 3  # a starting node is not stopped by it either
+        assert store.migrate() == 4  # a starting node is not stopped by it either
         [res] = append1(store, acme.tenant_id, [prep(1, received_at=later)])
         assert res.status == "accepted"
     assert "could not create the monthly partitions" not in caplog.text  # those exist already

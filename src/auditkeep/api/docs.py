@@ -710,7 +710,13 @@ SPEC: dict[str, Any] = {
                                     },
                                     "name": {"type": "string"},
                                     "expires_at": {"type": "string", "format": "date-time"},
-                                    "rate_limit_rps": {"type": "number"},
+                                    "rate_limit_rps": {
+                                        "type": "number",
+                                        "minimum": 0,
+                                        "description": "Requests/s (0: unlimited). A tenant "
+                                        "admin may not exceed the server's rate_limit_rps "
+                                        "(403 rate-limit-ceiling).",
+                                    },
                                 },
                             }
                         }
@@ -718,7 +724,7 @@ SPEC: dict[str, Any] = {
                 },
                 "responses": {
                     "201": {"description": "The key, shown only in this response (field 'key')"},
-                    **_problem_responses(400, 401, 404),
+                    **_problem_responses(400, 401, 403, 404),
                 },
             },
             "get": {
@@ -751,8 +757,10 @@ SPEC: dict[str, Any] = {
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics",
+                "description": "Open unless the server sets metrics_token; then it needs "
+                "'Authorization: Bearer <metrics_token>' (not an API key).",
                 "security": [],
-                "responses": {"200": {"description": "Metrics"}},
+                "responses": {"200": {"description": "Metrics"}, **_problem_responses(401)},
             }
         },
         "/openapi.json": {

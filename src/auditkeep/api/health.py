@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from auditkeep.api.http import JSONResponse, core_of, route
-from auditkeep.errors import ServiceUnavailable, StoreUnavailable
+from auditkeep.errors import ServiceUnavailable, StoreUnavailable, Unauthorized
 
 
 @route("/healthz")
@@ -39,9 +41,21 @@ async def readyz(request: Request) -> Response:
 
 @route("/metrics")
 async def metrics(request: Request) -> Response:
-    """Prometheus text exposition format."""
-    # (in the thread pool: the delivery collector reads the store)
-    body = await run_in_threadpool(core_of(request).metrics.render)
+    """Prometheus text exposition format; with metrics_token set, only for that bearer token."""
+    core = core_of(request)
+    token = core.config.metrics_token
+    if token:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode("utf-8", "surrogateescape"), token.encode()
+        ):
+            core.metrics.auth_failures.inc()
+            raise Unauthorized(
+                "/metrics needs the server's metrics token: send 'Authorization: Bearer "
+                "<metrics_token>' (configure Prometheus with authorization.credentials_file)"
+            )
+    # (in the thread pool: pruning and the delivery collector read the store)
+    body = await run_in_threadpool(core.render_metrics)
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

@@ -84,6 +84,7 @@ class Dispatcher:
         settings: DeliverySettings,
         *,
         tenant_slug: Callable[[int], str],
+        tenant_label: Callable[[int], str] | None = None,
     ) -> None:
         self.store = store
         self.box = box
@@ -91,6 +92,8 @@ class Dispatcher:
         self.metrics = metrics
         self.settings = settings
         self._slug = tenant_slug
+        #: the tenant label of the metrics (metrics_tenant_label): the slug, the id or ""
+        self._label = tenant_label or tenant_slug
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -242,7 +245,7 @@ class Dispatcher:
         advanced = dests.advance(
             dest_id, dest.cursor, batch.last_seq, now_micros(), held_by=self.node_id
         )
-        labels = (batch.tenant_slug, dest_id, dest.kind)
+        labels = (self._label(tenant_id), dest_id, dest.kind)
         self.metrics.delivery_attempts.labels(*labels, "success").inc()
         self.metrics.delivery_events.labels(*labels).inc(len(events))
         if not advanced:
@@ -283,7 +286,7 @@ class Dispatcher:
         self.store.destinations(dest.tenant_id).update(
             dest.dest_id, held_by=self.node_id, **changes
         )
-        labels = (batch.tenant_slug, dest.dest_id, dest.kind)
+        labels = (self._label(dest.tenant_id), dest.dest_id, dest.kind)
         self.metrics.delivery_attempts.labels(*labels, "failure").inc()
         log.warning(
             "delivery to %s (%s) failed, attempt %d, next in %.1f s: %s%s",
@@ -357,9 +360,9 @@ def _hostname() -> str:
 class DeliveryStatusCollector:
     """Per-destination lag, paused state and failure streak, computed at scrape time."""
 
-    def __init__(self, store: Store, tenant_slug: Callable[[int], str]) -> None:
+    def __init__(self, store: Store, tenant_label: Callable[[int], str]) -> None:
         self.store = store
-        self._slug = tenant_slug
+        self._label = tenant_label
 
     def collect(self) -> Iterator[Metric]:
         labels = ["tenant", "destination", "kind"]
@@ -385,7 +388,7 @@ class DeliveryStatusCollector:
             dests = self.store.all_destinations()
             now = now_micros()
             for dest in dests:
-                values = [self._slug(dest.tenant_id), dest.dest_id, dest.kind]
+                values = [self._label(dest.tenant_id), dest.dest_id, dest.kind]
                 status = destination_status(self.store, dest, now)
                 lag_events.add_metric(values, status["lag_events"])
                 lag_seconds.add_metric(values, status["lag_seconds"])

@@ -5,16 +5,18 @@ operator's network. So every outbound connection is checked: the host is resolve
 address it resolves to must be a public unicast address, unless the operator allows private
 networks (``delivery_allow_networks``, a list of CIDRs such as ``127.0.0.0/8``, or ``*`` for
 any address). The check runs when a destination is created or changed (a clear error then) and
-again before each connection, so a name that resolves to an internal address later is caught
-at the next attempt. (syslog connects to the checked address; the HTTP kinds let httpx resolve
-the name again, so a DNS answer that changes within that instant is not caught.)
+again for each new connection, and the connection goes to an address that check returned: the
+name is resolved once, so a DNS answer that changes between the check and the connection (DNS
+rebinding) cannot send it elsewhere. syslog connects to the checked addresses itself; the HTTP
+kinds (webhook, Splunk HEC, S3) use :class:`auditkeep.delivery.httpout.GuardedTransport`.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -83,12 +85,23 @@ def _example_network(address: IPAddress) -> str:
     return f"{address}/{address.max_prefixlen}"
 
 
+Resolver = Callable[..., Sequence[tuple[Any, ...]]]
+"""``socket.getaddrinfo``, or a stand-in with its signature (tests)."""
+
+
 class NetGuard:
     """Decides whether delivery may connect to a host."""
 
-    def __init__(self, allow: Iterable[IPNetwork] = (), *, allow_any: bool = False) -> None:
+    def __init__(
+        self,
+        allow: Iterable[IPNetwork] = (),
+        *,
+        allow_any: bool = False,
+        resolve: Resolver | None = None,
+    ) -> None:
         self.allow = tuple(allow)
         self.allow_any = allow_any
+        self._resolve = resolve or socket.getaddrinfo
 
     @classmethod
     def from_setting(cls, spec: str) -> NetGuard:
@@ -101,11 +114,12 @@ class NetGuard:
         return is_public(address)
 
     def check_host(self, host: str, port: int) -> list[IPAddress]:
-        """Resolve ``host``; raise BlockedAddress unless every address is permitted."""
+        """Resolve ``host`` (once); raise BlockedAddress unless every address is permitted.
+        Connect only to the addresses returned, never to ``host`` by name."""
         if not host:
             raise BlockedAddress("the URL has no host")
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos = self._resolve(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
             raise BlockedAddress(f"cannot resolve {host!r}: {exc}") from exc
         addresses: list[IPAddress] = []
@@ -125,6 +139,15 @@ class NetGuard:
         return addresses
 
     def check_url(self, url: str, *, schemes: tuple[str, ...] = ("https", "http")) -> None:
+        """:meth:`check_scheme`, then :meth:`check_host` on the URL's host and port."""
+        host, port = self.check_scheme(url, schemes=schemes)
+        self.check_host(host, port)
+
+    def check_scheme(
+        self, url: str, *, schemes: tuple[str, ...] = ("https", "http")
+    ) -> tuple[str, int]:
+        """The URL's ``(host, port)``; BlockedAddress for another scheme, credentials in the
+        URL, or a bad port (nothing is resolved)."""
         parts = urlsplit(url)
         if parts.scheme not in schemes:
             raise BlockedAddress(
@@ -136,4 +159,4 @@ class NetGuard:
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError as exc:
             raise BlockedAddress(f"the URL's port is invalid: {exc}") from exc
-        self.check_host(parts.hostname or "", port)
+        return parts.hostname or "", port

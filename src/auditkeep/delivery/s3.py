@@ -53,7 +53,7 @@ import orjson
 
 from auditkeep.delivery.base import Batch, DeliveryFailed, Kind, Secrets, SenderContext
 from auditkeep.delivery.formats import ndjson_lines
-from auditkeep.delivery.httpout import USER_AGENT, retry_after_seconds
+from auditkeep.delivery.httpout import USER_AGENT, guarded_client, retry_after_seconds
 from auditkeep.delivery.netguard import BlockedAddress, NetGuard
 
 DEFAULT_REGION = "us-east-1"
@@ -307,7 +307,7 @@ class S3Sender:
         self.access_key_id: str = config["access_key_id"]
         self._secret = secrets.current
         self.ctx = ctx
-        self.client = httpx.Client(timeout=ctx.timeout, follow_redirects=False, transport=transport)
+        self.client = guarded_client(ctx, transport=transport)
 
     def send(self, batch: Batch) -> None:
         if not batch.events:
@@ -330,7 +330,7 @@ class S3Sender:
             "x-amz-meta-auditkeep-format": "ndjson",
         }
         try:
-            self.ctx.guard.check_url(url)
+            self.ctx.guard.check_scheme(url)  # (the client checks each connection's address)
         except BlockedAddress as exc:
             raise DeliveryFailed(self._clean(f"refused to connect: {exc}")) from None
         signed = sigv4_headers(
@@ -357,6 +357,8 @@ class S3Sender:
                     error += chunk
                     if len(error) >= ERROR_BODY_LIMIT:
                         break
+        except BlockedAddress as exc:
+            raise DeliveryFailed(self._clean(f"refused to connect: {exc}")) from None
         except httpx.TimeoutException as exc:
             raise DeliveryFailed(
                 self._clean(f"timed out writing {where}: {type(exc).__name__}")

@@ -20,11 +20,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
-import httpx
 import orjson
 
 from auditkeep.delivery.base import Batch, DeliveryFailed, Kind, Secrets, SenderContext
-from auditkeep.delivery.httpout import post
+from auditkeep.delivery.httpout import guarded_client, post
 from auditkeep.delivery.netguard import NetGuard
 from auditkeep.delivery.webhook import check_http_url
 
@@ -63,7 +62,7 @@ class SplunkSender:
         self.url = config["url"].rstrip("/") + EVENT_PATH
         self.token = secrets.current
         self.ctx = ctx
-        self.client = httpx.Client(timeout=ctx.timeout, follow_redirects=False)
+        self.client = guarded_client(ctx)
 
     def send(self, batch: Batch) -> None:
         body = hec_body(batch, self.config, self.ctx.hostname)

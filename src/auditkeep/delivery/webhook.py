@@ -26,11 +26,10 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import httpx
 import orjson
 
 from auditkeep.delivery.base import Batch, DeliveryFailed, Kind, Secrets, SenderContext
-from auditkeep.delivery.httpout import post
+from auditkeep.delivery.httpout import guarded_client, post
 from auditkeep.delivery.netguard import BlockedAddress, NetGuard
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
@@ -83,7 +82,7 @@ class WebhookSender:
         self.url = url
         self.secrets = secrets
         self.ctx = ctx
-        self.client = httpx.Client(timeout=ctx.timeout, follow_redirects=False)
+        self.client = guarded_client(ctx)
 
     def send(self, batch: Batch) -> None:
         body = payload(batch)

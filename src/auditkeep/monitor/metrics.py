@@ -20,6 +20,8 @@ _LATENCY_BUCKETS = (
     5.0,
     10.0,
 )
+_DELIVERY_LABELS = ("tenant", "destination", "kind")
+_ATTEMPT_LABELS = (*_DELIVERY_LABELS, "result")
 _BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
 
@@ -79,13 +81,13 @@ class Metrics:
         self.delivery_attempts = Counter(
             "auditkeep_delivery_attempts",
             "Batch delivery attempts by tenant, destination, kind and result.",
-            ["tenant", "destination", "kind", "result"],
+            _ATTEMPT_LABELS,
             registry=r,
         )
         self.delivery_events = Counter(
             "auditkeep_delivery_events",
             "Events delivered, by tenant, destination and kind.",
-            ["tenant", "destination", "kind"],
+            _DELIVERY_LABELS,
             registry=r,
         )
         self.delivery_seconds = Histogram(
@@ -103,3 +105,22 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def forget_destinations(self, live: set[str]) -> int:
+        """Remove the delivery series of destinations not in ``live`` (deleted ones), so that
+        a scrape shows only what exists. Returns how many series were removed."""
+        removed = 0
+        for counter, names in (
+            (self.delivery_attempts, _ATTEMPT_LABELS),
+            (self.delivery_events, _DELIVERY_LABELS),
+        ):
+            gone = {
+                tuple(sample.labels[n] for n in names)
+                for family in counter.collect()
+                for sample in family.samples
+                if sample.labels.get("destination") not in live
+            }
+            for values in gone:
+                counter.remove(*values)
+                removed += 1
+        return removed

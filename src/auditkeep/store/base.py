@@ -293,6 +293,12 @@ class Store(Protocol):
 
     def revoke_key(self, tenant_id: int, key_id: str, at: int) -> ApiKey | None: ...
 
+    def key_revision(self) -> int:
+        """A counter that moves with every key revocation (in the same transaction): a process
+        caching keys drops its cache when it sees it move, so a key revoked by another
+        process or node stops working there too."""
+        ...
+
     # events
     def append(self, batches: Sequence[TenantAppend]) -> list[list[AppendResult]]:
         """Write every batch in ONE durable transaction; results per event, in order.

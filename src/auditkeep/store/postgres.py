@@ -691,13 +691,19 @@ class PostgresStore:
         if not _bindable(key_id):
             return None
         with self._transaction() as conn:
-            conn.execute(
+            changed = conn.execute(
                 "UPDATE api_keys SET revoked_at = coalesce(revoked_at, %s)"
-                " WHERE tenant_id = %s AND key_id = %s",
+                " WHERE tenant_id = %s AND key_id = %s AND revoked_at IS NULL",
                 (at, tenant_id, key_id),
-            )
+            ).rowcount
+            if changed:
+                conn.execute("UPDATE key_revision SET revision = revision + 1")
         key = self.find_key(key_id)
         return key if key is not None and key.tenant_id == tenant_id else None
+
+    def key_revision(self) -> int:
+        row = self._one("SELECT revision FROM key_revision", ())
+        return int(row[0]) if row else 0
 
     # -- events ----------------------------------------------------------------------------
 

@@ -310,15 +310,21 @@ class SQLiteStore:
 
     def revoke_key(self, tenant_id: int, key_id: str, at: int) -> ApiKey | None:
         def update(conn: sqlite3.Connection) -> None:
-            conn.execute(
+            changed = conn.execute(
                 "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) "
-                "WHERE tenant_id = ? AND key_id = ?",
+                "WHERE tenant_id = ? AND key_id = ? AND revoked_at IS NULL",
                 (at, tenant_id, key_id),
-            )
+            ).rowcount
+            if changed:
+                conn.execute("UPDATE key_revision SET revision = revision + 1")
 
         self._write(update)
         key = self.find_key(key_id)
         return key if key is not None and key.tenant_id == tenant_id else None
+
+    def key_revision(self) -> int:
+        row = self._reader().execute("SELECT revision FROM key_revision").fetchone()
+        return int(row[0])
 
     # -- events ----------------------------------------------------------------------------
 
