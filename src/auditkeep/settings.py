@@ -134,6 +134,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Longest long-poll of GET /v1/feed?wait=S, in seconds.",
     ),
     Setting(
+        "cors_allow_origins",
+        str,
+        "",
+        "Origins (comma-separated, e.g. https://app.example.com) whose pages may call the "
+        "read-only endpoints the embeddable timeline uses (GET /v1/events..., GET /v1/log/...) "
+        "from the browser with a bearer token (CORS). Empty: no cross-origin API access. "
+        "The static files (/static/...) are always public. See docs/embedding.md.",
+    ),
+    Setting(
         "log_level",
         str,
         "info",
@@ -173,6 +182,7 @@ class Config:
     delivery_timeout: float = 10.0
     delivery_workers: int = 4
     feed_max_wait: float = 30.0
+    cors_allow_origins: str = ""
     log_level: str = "info"
 
     @classmethod
