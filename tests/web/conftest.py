@@ -13,8 +13,10 @@ from playwright.sync_api import Browser
 from tests.web.harness import Deployment, Watched, chromium, csp_violations, deployment, open_page
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Module scope, not session: Playwright's sync API keeps an event loop running in this
+    # thread while the browser is open, and anyio tests cannot start their own loop beside it.
     with chromium() as b:
         yield b
 

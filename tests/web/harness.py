@@ -65,6 +65,7 @@ def host_csp(api: str) -> str:
 
 HOST_CSS = b"""
 body { margin: 0; padding: 24px; background: #f6f7f9; font-family: system-ui, sans-serif; }
+@media (max-width: 520px) { body { padding: 12px; } }
 main { max-width: 880px; margin: 0 auto; }
 h1 { font-size: 20px; margin: 0 0 16px; color: #1f2328; }
 """
@@ -232,7 +233,7 @@ def realistic_events(n: int, *, now: datetime | None = None) -> list[dict[str, A
             "targets": [{"id": f"{ttype}_{i % 17}", "type": ttype, "name": tname}],
             "outcome": "failure" if action == "user.login_failed" else "success",
             "context": {"ip": f"203.0.113.{i % 250 + 1}", "user_agent": "Mozilla/5.0"},
-            "metadata": {"plan": "pro", "n": i, "note": "café ☕"},
+            "metadata": {"plan": "pro", "n": i, "note": "café"},
         }
         out.append(ev)
     return out

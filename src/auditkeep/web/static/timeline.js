@@ -15,6 +15,10 @@ import { parseVerifierKey, verifyCheckpoint, verifyEvent } from "./tlog.js";
 
 const STYLESHEET = new URL("./timeline.css", import.meta.url).href;
 const DEFAULT_ENDPOINT = new URL("/", import.meta.url).href.replace(/\/$/, "");
+const CONTEXT_LABELS = {
+  ip: "IP address", user_agent: "User agent", request_id: "Request id",
+  session_id: "Session id", location: "Location",
+};
 const FIELDS = [
   ["action", "Action"],
   ["actor_id", "Actor id"],
@@ -102,7 +106,8 @@ export class AuditkeepTimeline extends HTMLElement {
     this._checkpoints = new Map();
     this._key = null;
     this._loading = null;
-    this.firstRenderMs = null;
+    this.firstRenderMs = null; // ms from connecting to the first page of rows in the DOM
+    this.lastVerifiedMs = null; // ms from connecting to the latest verify result
   }
 
   get endpoint() {
@@ -286,7 +291,7 @@ export class AuditkeepTimeline extends HTMLElement {
       ["Reason", event.reason],
       ["Occurred", event.occurred_at],
       ["Received", event.received_at],
-      ...Object.entries(event.context || {}).map(([k, v]) => [`Context ${k}`, typeof v === "string" ? v : JSON.stringify(v)]),
+      ...Object.entries(event.context || {}).map(([k, v]) => [CONTEXT_LABELS[k] || k, typeof v === "string" ? v : JSON.stringify(v)]),
       ["Category", event.category],
       ["Sequence", event.seq],
       ["Leaf hash", event.hash],
@@ -321,6 +326,7 @@ export class AuditkeepTimeline extends HTMLElement {
       reason.textContent = why;
       reason.hidden = state === "checking";
       reason.className = `reason ${state}`;
+      if (state !== "checking") this.lastVerifiedMs = performance.now() - this._started;
     };
     if (badge.dataset.state === "checking") return;
     set("checking", "Checking…", "checking the proof in your browser");
