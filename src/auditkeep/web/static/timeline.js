@@ -76,7 +76,13 @@ function label(party) {
   return party.name || party.id;
 }
 
-class Problem extends Error {}
+// An answer of the API that is not a success: its RFC 9457 detail, and its status.
+class Problem extends Error {
+  constructor(message, status = 0) {
+    super(message);
+    this.status = status;
+  }
+}
 
 async function problemOf(response) {
   let detail = `${response.status} ${response.statusText}`;
@@ -86,7 +92,7 @@ async function problemOf(response) {
   } catch {
     // not problem+json: keep the status line
   }
-  return new Problem(detail);
+  return new Problem(detail, response.status);
 }
 
 let counter = 0;
@@ -336,7 +342,8 @@ export class AuditkeepTimeline extends HTMLElement {
       try {
         proof = await this._fetch("/v1/log/proof/inclusion", { id: event.id });
       } catch (err) {
-        if (err instanceof Problem && /not covered by the latest checkpoint/.test(err.message)) {
+        if (err instanceof Problem && err.status === 409) {
+          // the event is newer than the latest signed checkpoint
           set("pending", "Pending", "not in a signed checkpoint yet; check again after the next checkpoint");
           return;
         }
