@@ -68,6 +68,8 @@ body { margin: 0; padding: 24px; background: #f6f7f9; font-family: system-ui, sa
 @media (max-width: 520px) { body { padding: 12px; } }
 main { max-width: 880px; margin: 0 auto; }
 h1 { font-size: 20px; margin: 0 0 16px; color: #1f2328; }
+main.teal auditkeep-timeline { --ak-accent: rgb(15, 118, 110); --ak-bg: rgb(11, 18, 32);
+  --ak-fg: rgb(229, 231, 235); --ak-radius: 2px; }
 """
 
 
@@ -92,7 +94,7 @@ class HostSite:
         """Same server, another origin (not in cors_allow_origins)."""
         return f"http://127.0.0.1:{self.port}"
 
-    def page(self, *, extra_head: str = "", **attrs: str | bool) -> str:
+    def page(self, *, extra_head: str = "", theme: str = "", **attrs: str | bool) -> str:
         """Register a page embedding ``<auditkeep-timeline>`` with ``attrs``; its path."""
         rendered = " ".join(
             html.escape(k.replace("_", "-"))
@@ -106,7 +108,7 @@ class HostSite:
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             "<title>Customer app</title><link rel='stylesheet' href='/host.css'>"
             f"<script type='module' src='{self.api}/static/timeline.js'></script>{extra_head}"
-            f"</head><body><main><h1>Your account activity</h1>"
+            f"</head><body><main class='{html.escape(theme)}'><h1>Your account activity</h1>"
             f"<auditkeep-timeline {rendered}></auditkeep-timeline></main></body></html>"
         )
         path = f"/page{next(self._ids)}.html"

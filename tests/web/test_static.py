@@ -57,6 +57,10 @@ async def test_static_files_are_served_with_type_and_cache_headers(
     assert again.headers["etag"] == etag
     stale = await c.get(f"/static/{name}", headers={"If-None-Match": '"other"'})
     assert stale.status_code == 200
+    head = await c.head(f"/static/{name}")
+    assert head.status_code == 200
+    assert head.headers["etag"] == etag
+    assert head.headers["content-length"] == str(len(r.content))
 
 
 @pytest.mark.parametrize(

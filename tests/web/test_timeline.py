@@ -3,6 +3,7 @@ another origin with a strict CSP: rendering, paging, filtering, keyboard, in-bro
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sqlite3
 from collections.abc import Callable
@@ -117,6 +118,39 @@ def test_verify_badge_is_red_for_an_event_tampered_in_the_database(
     expect(other.locator("button.badge")).to_have_attribute("data-state", "verified")
 
 
+def test_verify_badge_is_red_when_content_and_hash_were_both_rewritten(
+    open_timeline: OpenTimeline, deployed: Deployment
+) -> None:
+    """A forger who also recomputes the stored leaf hash is caught by the proof: the new leaf
+    does not lead to the signed root."""
+    seq = 368  # evt-00367: Alan Turing updated workspace_10; now it says it failed
+    conn = sqlite3.connect(deployed.server.data_dir / "auditkeep.db", isolation_level=None)
+    try:
+        (data,) = conn.execute("SELECT leaf_data FROM events WHERE seq = ?", (seq,)).fetchone()
+        forged = bytes(data).replace(b'"outcome":"success"', b'"outcome":"failure"')
+        assert forged != bytes(data)
+        conn.execute(
+            "UPDATE events SET leaf_data = ?, leaf_hash = ? WHERE seq = ?",
+            (forged, hashlib.sha256(b"\x00" + forged).digest(), seq),
+        )
+    finally:
+        conn.close()
+    w = open_timeline()
+    t = w.timeline()
+    t.locator("select.field").select_option("target_id")
+    t.locator("input.query").fill("workspace_10")
+    t.locator("input.query").press("Enter")
+    row = t.locator('li.row[data-id="evt-00367"]')
+    expect(row.locator(".pill")).to_have_text("Failure")
+    row.locator("button.badge").click()
+    expect(row.locator("button.badge")).to_have_attribute("data-state", "failed")
+    expect(row.locator("button.badge")).to_have_attribute(
+        "title", re.compile(r"^the proof leads to root [0-9a-f]{64}, not the signed root")
+    )
+    row.locator("button.summary").click()
+    expect(row.locator(".reason")).to_contain_text("(leaf index 367, tree size 1000)")
+
+
 def test_verify_badge_is_red_when_the_page_pins_another_log_key(
     open_timeline: OpenTimeline,
 ) -> None:
@@ -200,6 +234,19 @@ def test_the_harness_sees_csp_violations(open_timeline: OpenTimeline) -> None:
     assert w.page.evaluate("() => window.inline") is None
     assert any(v.startswith("script-src") for v in csp_violations(w))
     assert any(e.startswith("CSP:") for e in w.errors)
+
+
+def test_theming_with_css_custom_properties(open_timeline: OpenTimeline) -> None:
+    w = open_timeline(theme="teal")
+    t = w.timeline()
+    expect(rows(w)).to_have_count(50)
+    style = t.locator("button.search").evaluate("(el) => getComputedStyle(el).backgroundColor")
+    assert style == "rgb(15, 118, 110)"
+    card = t.locator(".ak").evaluate(
+        "(el) => [getComputedStyle(el).backgroundColor, getComputedStyle(el).color, "
+        "getComputedStyle(el).borderTopLeftRadius]"
+    )
+    assert card == ["rgb(11, 18, 32)", "rgb(229, 231, 235)", "2px"]
 
 
 def test_first_render_of_50_rows(open_timeline: OpenTimeline) -> None:

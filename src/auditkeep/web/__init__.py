@@ -85,8 +85,7 @@ async def static_file(request: Request) -> Response:
     }
     if _etag_matches(request.headers.get("if-none-match", ""), found.etag):
         return Response(status_code=304, headers=headers)
-    body = b"" if request.method == "HEAD" else found.body
-    return Response(body, media_type=found.media_type, headers=headers)
+    return Response(found.body, media_type=found.media_type, headers=headers)  # HEAD: no body
 
 
 routes = [Route("/static/{name}", static_file, methods=["GET", "HEAD"])]
