@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -171,8 +171,14 @@ document.addEventListener('securitypolicyviolation', (e) => {
 """
 
 
-def open_page(browser: Browser, url: str, **context: Any) -> Watched:
+def open_page(
+    browser: Browser, url: str, *, setup: Callable[[Page], None] | None = None, **context: Any
+) -> Watched:
+    """Open ``url`` in a fresh context (``context``: viewport etc.); ``setup`` runs on the
+    page before it navigates (e.g. to hold a request)."""
     page = browser.new_context(**context).new_page()
+    if setup is not None:
+        setup(page)
     watched = Watched(page)
 
     def on_console(msg: ConsoleMessage) -> None:

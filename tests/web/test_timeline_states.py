@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.conftest import event
 from tests.web.harness import Deployment, csp_violations, deployment, open_page
@@ -46,6 +46,37 @@ def test_an_event_newer_than_the_checkpoint_is_pending_until_one_is_signed(
         # the browser logs the 409 answer itself; nothing else may be logged
         assert [e for e in w.errors if "status of 409 (Conflict)" not in e] == []
         assert csp_violations(w) == []
+    finally:
+        w.page.context.close()
+
+
+def test_a_search_made_while_the_first_page_loads_wins(browser: Browser, small: Deployment) -> None:
+    """The first page is held in the network until the user's search has been answered; its
+    late answer must not be mixed into the search's results."""
+    held: list[Route] = []
+
+    def hold_first(page: Page) -> None:
+        def handler(route: Route) -> None:
+            if not held and "action=" not in route.request.url:
+                held.append(route)  # answered later
+            else:
+                route.continue_()
+
+        page.route("**/v1/events?*", handler)
+
+    path = small.host.page(token=small.read_key, endpoint=small.server.url, log_key=small.log_key)
+    w = open_page(browser, small.host.origin + path, setup=hold_first)
+    try:
+        t = w.timeline()
+        t.locator("input.query").fill("user.login_failed")  # no such event here
+        t.locator("input.query").press("Enter")
+        expect(t.locator(".status")).to_have_text("No activity matches · action user.login_failed")
+        assert len(held) == 1
+        held[0].continue_()
+        w.page.wait_for_load_state("networkidle")
+        expect(t.locator(".status")).to_have_text("No activity matches · action user.login_failed")
+        expect(t.locator("li.row")).to_have_count(0)
+        assert w.errors == [] and csp_violations(w) == []
     finally:
         w.page.context.close()
 

@@ -112,6 +112,7 @@ export class AuditkeepTimeline extends HTMLElement {
     this._checkpoints = new Map();
     this._key = null;
     this._loading = null;
+    this._generation = 0; // a reload (new filters, token...) makes older answers stale
     this.firstRenderMs = null; // ms from connecting to the first page of rows in the DOM
     this.lastVerifiedMs = null; // ms from connecting to the latest verify result
   }
@@ -182,6 +183,8 @@ export class AuditkeepTimeline extends HTMLElement {
 
   reload() {
     if (!this._built) return;
+    this._generation++;
+    this._loading = null;
     this._events = [];
     this._cursor = null;
     this._list.replaceChildren();
@@ -208,6 +211,7 @@ export class AuditkeepTimeline extends HTMLElement {
 
   async _loadPage() {
     if (this._loading) return this._loading;
+    const generation = this._generation;
     const params = { ...this._filters, limit: String(this.pageSize) };
     if (this._cursor) params.cursor = this._cursor;
     this._more.disabled = true;
@@ -216,6 +220,7 @@ export class AuditkeepTimeline extends HTMLElement {
       try {
         if (!this.getAttribute("token")) throw new Problem("no token: set the token attribute to a key or viewer token");
         const page = await this._fetch("/v1/events", params);
+        if (generation !== this._generation) return; // superseded by a newer search
         this._alert.hidden = true;
         this._cursor = page.next_cursor || null;
         const rows = page.data.map((event) => this._row(event));
@@ -224,17 +229,22 @@ export class AuditkeepTimeline extends HTMLElement {
         this._rendered();
         if (this.hasAttribute("auto-verify")) this._verifyAll(rows);
       } catch (err) {
+        if (generation !== this._generation) return;
         this._alert.textContent = err instanceof Problem ? err.message : `Something went wrong: ${err.message}`;
         this._alert.hidden = false;
         this.dispatchEvent(new CustomEvent("auditkeep-timeline:error", { detail: { message: this._alert.textContent }, bubbles: true, composed: true }));
       } finally {
-        this._list.removeAttribute("aria-busy");
-        this._more.disabled = false;
-        this._more.hidden = !this._cursor;
-        this._loading = null;
+        if (generation === this._generation) this._settle();
       }
     })();
     return this._loading;
+  }
+
+  _settle() {
+    this._list.removeAttribute("aria-busy");
+    this._more.disabled = false;
+    this._more.hidden = !this._cursor;
+    this._loading = null;
   }
 
   _rendered() {
