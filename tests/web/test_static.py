@@ -13,7 +13,7 @@ import pytest
 from auditkeep.api.app import create_app
 from auditkeep.errors import ConfigError
 from auditkeep.web import STATIC_DIR, parse_origins
-from tests.conftest import _key, make_core
+from tests.conftest import _key, cli, make_core
 
 pytestmark = pytest.mark.anyio
 ALLOWED = "https://app.example.com"
@@ -159,6 +159,15 @@ async def test_no_cors_by_default(tmp_path: Path) -> None:
             assert "access-control-allow-origin" not in r.headers
     finally:
         core.close()
+
+
+def test_a_bad_origin_is_refused_before_the_server_starts(tmp_path: Path) -> None:
+    out = cli(
+        "serve", "--cors-allow-origins", "app.example.com", data_dir=tmp_path / "d", check=False
+    )
+    assert out.returncode == 1
+    assert "cors_allow_origins: 'app.example.com' is not an origin" in out.stderr
+    assert not (tmp_path / "d").exists()  # nothing was created
 
 
 def test_cors_origins_must_be_origins() -> None:

@@ -25,7 +25,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auditkeep.api.http import route
-from auditkeep.errors import BadRequest, ConfigError, NotFound
+from auditkeep.errors import BadRequest, NotFound
+from auditkeep.settings import parse_origins
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -118,19 +119,6 @@ class ReadOnlyCORS:
             await self.cors(scope, receive, send)
         else:
             await self.app(scope, receive, send)
-
-
-def parse_origins(text: str) -> list[str]:
-    """``cors_allow_origins``: comma-separated origins such as https://app.example.com."""
-    origins = [o.strip().rstrip("/") for o in text.split(",") if o.strip()]
-    for origin in origins:
-        scheme, sep, rest = origin.partition("://")
-        if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
-            raise ConfigError(
-                f"cors_allow_origins: {origin!r} is not an origin; write scheme://host[:port], "
-                "e.g. https://app.example.com (comma-separated for several)"
-            )
-    return origins
 
 
 def middleware(cors_allow_origins: str) -> list[Middleware]:
