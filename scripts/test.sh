@@ -5,13 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
 # Debian packages the tests start for real: rsyslog (+ its TLS driver) as a syslog receiver,
-# PostgreSQL for the PostgreSQL store.
+# PostgreSQL for the PostgreSQL store, Chromium for the embeddable timeline.
 need=()
 command -v rsyslogd >/dev/null 2>&1 || need+=(rsyslog)
 ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || need+=(rsyslog-gnutls)
 # PostgreSQL server binaries for tests/pg.py (it runs throwaway clusters as the postgres user;
 # Debian's default cluster on port 5432 is not needed, so none is created).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# Debian's Chromium for the real-browser tests (tests/web, driven by Playwright); never
+# `playwright install`, which downloads a browser.
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [[ " ${need[*]} " == *" postgresql "* ]]; then
     mkdir -p /etc/postgresql-common/createcluster.d
     echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/auditkeep-tests.conf

@@ -8,7 +8,7 @@ a test checks that every setting is documented. Unknown settings are an error.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,20 @@ class Setting:
     default: Any
     help: str
     choices: tuple[str, ...] = ()
+    check: Callable[[Any], object] | None = None  # raises ConfigError on a bad value
+
+
+def parse_origins(text: str) -> list[str]:
+    """``cors_allow_origins``: comma-separated origins such as https://app.example.com."""
+    origins = [o.strip().rstrip("/") for o in text.split(",") if o.strip()]
+    for origin in origins:
+        scheme, sep, rest = origin.partition("://")
+        if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+            raise ConfigError(
+                f"cors_allow_origins: {origin!r} is not an origin; write scheme://host[:port], "
+                "e.g. https://app.example.com (comma-separated for several)"
+            )
+    return origins
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -167,6 +181,16 @@ SETTINGS: tuple[Setting, ...] = (
         choices=("slug", "id", "none"),
     ),
     Setting(
+        "cors_allow_origins",
+        str,
+        "",
+        "Origins (comma-separated, e.g. https://app.example.com) whose pages may call the "
+        "read-only endpoints the embeddable timeline uses (GET /v1/events..., GET /v1/log/...) "
+        "from the browser with a bearer token (CORS). Empty: no cross-origin API access. "
+        "The static files (/static/...) are always public. See docs/embedding.md.",
+        check=parse_origins,
+    ),
+    Setting(
         "log_level",
         str,
         "info",
@@ -209,6 +233,7 @@ class Config:
     feed_max_wait: float = 30.0
     metrics_token: str = ""
     metrics_tenant_label: str = "slug"
+    cors_allow_origins: str = ""
     log_level: str = "info"
 
     @classmethod
@@ -250,6 +275,8 @@ def _coerce(setting: Setting, raw: Any, *, source: str) -> Any:
         ) from None
     if setting.choices and value not in setting.choices:
         raise ConfigError(f"{source}={raw!r}: choose one of {', '.join(setting.choices)}")
+    if setting.check is not None:
+        setting.check(value)
     if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
         raise ConfigError(f"{source}={raw!r}: must not be negative")
     return value

@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from auditkeep import web
 from auditkeep.api import admin, destinations, docs, events, health
 from auditkeep.api import log as log_api
 from auditkeep.api.http import problem_response
@@ -54,7 +55,9 @@ def create_app(core: Core, *, manage_core: bool = True) -> Starlette:
             *destinations.routes,
             *health.routes,
             *docs.routes,
+            *web.routes,
         ],
+        middleware=web.middleware(core.config.cors_allow_origins),
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )

@@ -777,6 +777,21 @@ SPEC: dict[str, Any] = {
                 "responses": {"200": {"description": "HTML"}},
             }
         },
+        "/static/{name}": {
+            "get": {
+                "summary": "The embeddable timeline's files: timeline.js, tlog.js, timeline.css",
+                "description": "Public, ETag and Cache-Control; see docs/embedding.md.",
+                "security": [],
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {"description": "JavaScript or CSS"},
+                    "304": {"description": "Not modified (If-None-Match)"},
+                    **_problem_responses(404),
+                },
+            }
+        },
     },
 }
 
