@@ -14,6 +14,7 @@ from starlette.routing import Route
 from auditkeep.api.http import JSONResponse, authenticate, core_of, read_json, route
 from auditkeep.auth import EVENTS_READ, EVENTS_WRITE
 from auditkeep.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, ValidationFailed
+from auditkeep.query import int_param
 
 
 @route("/v1/events")
@@ -92,11 +93,8 @@ async def feed(request: Request) -> Response:
             f"unknown query parameter(s) {', '.join(sorted(unknown))}; use after, limit, wait"
         )
     core = core_of(request)
-    try:
-        after = int(params.get("after", "0"))
-        limit = int(params.get("limit", "100"))
-    except ValueError:
-        raise BadRequest("after and limit must be whole numbers") from None
+    after = int_param(params, "after", 0)
+    limit = int_param(params, "limit", 100, maximum=1000)
     try:
         wait = float(params.get("wait", "0"))
     except ValueError:

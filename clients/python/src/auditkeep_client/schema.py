@@ -150,7 +150,13 @@ def parse_timestamp(value: str) -> int:
         off_h, off_m = int(m.group(10)), int(m.group(11))
         if off_h > 23 or off_m > 59:
             raise ValueError(f"{value[:64]!r} has an invalid UTC offset")
-        dt -= sign * timedelta(hours=off_h, minutes=off_m)
+        try:
+            dt -= sign * timedelta(hours=off_h, minutes=off_m)
+        except OverflowError:  # the offset moves it past 9999-12-31 or before 0001-01-01
+            raise ValueError(
+                f"{value[:64]!r} is outside the supported range (1970-01-01T00:00:00Z to "
+                "9999-12-31T23:59:59.999999Z once its UTC offset is applied)"
+            ) from None
     if dt.year < 1970:
         raise ValueError(f"{value[:64]!r} is before 1970-01-01T00:00:00Z")
     delta = dt - _EPOCH
