@@ -44,7 +44,9 @@ SETTINGS: tuple[Setting, ...] = (
         "database_pool_size",
         int,
         10,
-        "Most PostgreSQL connections one API node keeps open.",
+        "Most database connections one API node keeps open: its PostgreSQL pool, or with "
+        "SQLite its read connections (shared by every thread, plus the one write "
+        "connection).",
     ),
     Setting("host", str, "127.0.0.1", "Address the HTTP server binds to."),
     Setting("port", int, 8080, "TCP port the HTTP server listens on (0 picks a free one)."),
