@@ -491,6 +491,7 @@ def serve(**overrides: Any) -> None:
 
     from auditkeep import logs
     from auditkeep.api.app import create_app
+    from auditkeep.api.protocol import connection_limit, guarded_protocol
 
     try:
         config = Config.load(overrides)
@@ -533,13 +534,19 @@ def serve(**overrides: Any) -> None:
             err=True,
         )
     app = create_app(core)
+    protocol = guarded_protocol(
+        header_timeout=config.header_timeout,
+        body_timeout=config.body_timeout,
+        max_connections=connection_limit(config.max_connections),
+        refused=lambda reason: core.metrics.connections_refused.labels(reason).inc(),
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             app,
             log_config=None,
             access_log=False,
             loop="uvloop",
-            http="httptools",
+            http=protocol,
             timeout_graceful_shutdown=10,
             backlog=2048,
         )

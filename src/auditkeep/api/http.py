@@ -13,7 +13,7 @@ import anyio
 import anyio.to_thread
 import orjson
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from auditkeep.auth import Principal
@@ -32,6 +32,9 @@ from auditkeep.errors import (
 log = logging.getLogger("auditkeep.api")
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+CLIENT_CLOSED_REQUEST = 499
+"""Status counted (never sent) for a request whose client disconnected before it was answered."""
 
 
 class JSONResponse(Response):
@@ -154,6 +157,15 @@ def route(name: str) -> Callable[[Handler], Handler]:
                 response = await fn(request)
             except ProblemError as exc:
                 response = problem_response(exc, request)
+            except ClientDisconnect:
+                # the client went away mid-request (or sent its body too slowly and was cut
+                # off): its mistake, not ours; no traceback, and its own status in the metrics
+                if request.scope.get("auditkeep.timeout") == "body":
+                    log.info("request body too slow on %s %s: timed out", request.method, name)
+                    response = Response(status_code=408)
+                else:
+                    log.info("client disconnected during %s %s", request.method, name)
+                    response = Response(status_code=CLIENT_CLOSED_REQUEST)
             except StoreUnavailable as exc:
                 log.error("store unavailable on %s: %s", name, exc)
                 response = problem_response(
