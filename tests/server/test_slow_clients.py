@@ -139,7 +139,10 @@ def test_connections_past_the_cap_get_503_and_the_server_recovers(tmp_path: Path
         with contextlib.ExitStack() as held:
             for _ in range(10):  # idle: they hold the cap
                 held.enter_context(connect(server))
-            r = httpx.get(server.url + "/healthz", timeout=10)
+            # liveness is still answered (the process is alive)...
+            assert healthz_ok(server)
+            # ...but every other request is refused until connections free up
+            r = httpx.get(server.url + "/readyz", timeout=10)
             assert r.status_code == 503, r.text
             assert r.headers["content-type"] == "application/problem+json"
             assert r.headers["retry-after"] == "1"
@@ -204,3 +207,48 @@ def test_the_cap_is_lowered_to_fit_the_open_file_limit(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait(timeout=30)
+
+
+def test_a_flood_of_trickling_connections_cannot_exhaust_descriptors(tmp_path: Path) -> None:
+    """The probe held 2,000 trickling connections for 90 s until descriptors ran out. Here 200
+    against max_connections=50: the server never holds more than the cap plus the overflow,
+    cuts every one off within header_timeout, and then serves ingest as before."""
+    from tests.server.test_resource_bounds import open_fds
+
+    server = start_live_server(tmp_path, header_timeout="2", max_connections="50")
+    try:
+        assert server.proc is not None
+        baseline = open_fds(server.proc.pid)
+        with contextlib.ExitStack() as stack:
+            socks = [stack.enter_context(connect(server)) for _ in range(200)]
+            for sock in socks:
+                with contextlib.suppress(OSError):
+                    sock.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nX-Slow: a")
+            peak = open_fds(server.proc.pid)
+            for sock in socks:
+                sock.setblocking(False)
+            deadline = time.monotonic() + 10
+            open_socks = set(range(len(socks)))
+            while open_socks and time.monotonic() < deadline:
+                peak = max(peak, open_fds(server.proc.pid))
+                for i in list(open_socks):
+                    try:
+                        if not socks[i].recv(65536):
+                            open_socks.discard(i)
+                    except BlockingIOError:
+                        with contextlib.suppress(OSError):
+                            socks[i].send(b"a")  # keep trickling
+                    except OSError:
+                        open_socks.discard(i)  # reset: dropped at once
+                time.sleep(0.2)
+            assert not open_socks, f"{len(open_socks)} still open after 10 s"
+        assert peak <= baseline + 50 + OVERFLOW + 5, (baseline, peak)
+        r = httpx.post(
+            server.url + "/v1/events",
+            json=event(1),
+            headers={"Authorization": f"Bearer {server.write_key}"},
+            timeout=10,
+        )
+        assert r.status_code == 201, r.text
+    finally:
+        server.kill()

@@ -13,8 +13,9 @@ connection gets:
   is counted as a 408. Time during which the server itself stopped reading (flow control, or a
   ``100-continue`` not yet sent) does not count against the client.
 - ``max_connections``: connections beyond it are answered ``503`` (problem+json, with
-  ``Retry-After``) as soon as their headers arrive, and closed; beyond it by more than
-  ``OVERFLOW`` they are closed at once without reading, so descriptors never run out.
+  ``Retry-After``) as soon as their headers arrive, and closed (``/healthz`` is still answered:
+  the process is alive); beyond it by more than ``OVERFLOW`` they are closed at once without
+  reading, so descriptors never run out.
 
 Refusals are counted in ``auditkeep_connections_refused_total{reason}``.
 """
@@ -102,7 +103,7 @@ def guarded_protocol(
                 transport.abort()
                 return
             if count > max_connections:
-                self.app = _over_capacity(max_connections, refused)
+                self.app = _over_capacity(self.app, max_connections, refused)
             self._arm(header_timeout, self._headers_late)
 
         def connection_lost(self, exc: Exception | None) -> None:
@@ -177,7 +178,10 @@ def guarded_protocol(
     return GuardedHttpToolsProtocol
 
 
-def _over_capacity(max_connections: int, refused: Refused) -> Any:
+def _over_capacity(inner: Any, max_connections: int, refused: Refused) -> Any:
+    """The app of a connection past the cap: 503 and close, except for /healthz, which is
+    answered as long as there is a descriptor for it (a liveness probe failing under a flood
+    of connections would get a working process restarted)."""
     body = _problem(
         503,
         "unavailable",
@@ -190,6 +194,9 @@ def _over_capacity(max_connections: int, refused: Refused) -> Any:
     headers = [tuple(line.split(b": ", 1)) for line in head.split(b"\r\n")[1:]]
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("path") == "/healthz":
+            await inner(scope, receive, send)
+            return
         refused("over_capacity")
         await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
