@@ -23,10 +23,10 @@ import orjson
 
 from auditkeep.auth import parse_scopes
 from auditkeep.bundle import BundleError, export_bundle, verify_bundle
-from auditkeep.core import Core
+from auditkeep.core import Core, parse_expiry
 from auditkeep.errors import AuditkeepError, ProblemError
 from auditkeep.integrity.checkpoint import KeyFormatError, Verifier, parse_verifier
-from auditkeep.model import canonical_json, format_timestamp, parse_timestamp
+from auditkeep.model import canonical_json, format_timestamp
 from auditkeep.settings import SETTINGS, Config
 from auditkeep.store.base import ApiKey, Tenant
 from auditkeep.tlog import checkpoint_json
@@ -65,7 +65,7 @@ class Local:
             self.core.tenant(tenant),
             parse_scopes(body["scopes"]),
             name=body.get("name") or "",
-            expires_at=parse_timestamp(expires) if expires else None,
+            expires_at=parse_expiry(expires),
             rate_limit_rps=body.get("rate_limit_rps"),
         )
         return {**record.public(), "key": key}

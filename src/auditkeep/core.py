@@ -26,7 +26,13 @@ from auditkeep.delivery.secretbox import SecretBox
 from auditkeep.errors import BadRequest, ConfigError, Conflict, NotFound, ValidationFailed
 from auditkeep.ingest import GroupCommitWriter
 from auditkeep.logwatch import LogWatch
-from auditkeep.model import EventValidationError, PreparedEvent, now_micros, prepare_event
+from auditkeep.model import (
+    EventValidationError,
+    PreparedEvent,
+    now_micros,
+    parse_timestamp,
+    prepare_event,
+)
 from auditkeep.monitor.metrics import Metrics
 from auditkeep.query import QUERY_PARAMS, encode_cursor, parse_query
 from auditkeep.settings import DEFAULT_LOG_ORIGIN, Config
@@ -301,6 +307,16 @@ class Core:
             if n:
                 self.metrics.events_ingested.labels(status).inc(n)
         return final
+
+
+def parse_expiry(text: str | None) -> int | None:
+    """A key's ``expires_at`` (RFC 3339) as microseconds; BadRequest if it is not one."""
+    if not text:
+        return None
+    try:
+        return parse_timestamp(text)
+    except ValueError as exc:
+        raise BadRequest(f"expires_at: {exc}") from None
 
 
 RESPONSE_ERRORS = 1000

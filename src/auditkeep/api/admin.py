@@ -17,8 +17,9 @@ from starlette.routing import Route
 from auditkeep.api.http import JSONResponse, authenticate, core_of, read_json, route
 from auditkeep.auth import OPERATOR, parse_scopes
 from auditkeep.bodies import check_fields, optional_string
+from auditkeep.core import parse_expiry
 from auditkeep.errors import BadRequest
-from auditkeep.model import format_timestamp, parse_timestamp
+from auditkeep.model import format_timestamp
 from auditkeep.store.base import Tenant
 
 _BODY_LIMIT = 64 * 1024
@@ -61,11 +62,7 @@ async def create_key(request: Request) -> Response:
     scopes = body["scopes"]
     if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
         raise BadRequest('scopes must be an array of strings, e.g. ["events:write"]')
-    expires_text = optional_string(body, "expires_at")
-    try:
-        expires = parse_timestamp(expires_text) if expires_text else None
-    except ValueError as exc:
-        raise BadRequest(f"expires_at: {exc}") from None
+    expires = parse_expiry(optional_string(body, "expires_at"))
     rate = body.get("rate_limit_rps")
     if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float)):
         raise BadRequest("rate_limit_rps must be a number")
