@@ -14,13 +14,16 @@ import orjson
 import pytest
 
 from auditkeep_client.schema import MAX_ERRORS
-from tests.api.test_event_loop import PROBE_BOUND, probe_healthz
+from tests.api.test_event_loop import probe_healthz
 from tests.conftest import App, event
 
 pytestmark = pytest.mark.anyio
 
 MiB = 1024 * 1024
 FIELDS = 580_000  # the probe sent ~590,000 in 5 MiB
+# /healthz while hostile bodies are decoded in the thread pool: orjson holds the GIL for the
+# length of one 5 MiB decode (~0.1-0.3 s here); inline, the loop stalled for seconds
+HEAVY_PROBE_BOUND = 1.5
 
 
 def _b36(n: int) -> str:
@@ -92,7 +95,7 @@ async def test_hostile_bodies_do_not_stall_the_event_loop(app: App) -> None:
         tg.start_soon(probe_until_done)
     assert statuses == [422] * 4
     assert len(latencies) >= 5, (latencies, time.monotonic() - started)
-    assert max(latencies) < 2 * PROBE_BOUND, sorted(latencies)[-5:]
+    assert max(latencies) < HEAVY_PROBE_BOUND, sorted(latencies)[-5:]
 
 
 async def test_a_batch_of_bad_events_gets_a_bounded_answer(app: App) -> None:

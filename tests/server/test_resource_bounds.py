@@ -102,3 +102,58 @@ def test_bursts_of_reads_keep_the_servers_file_handles_bounded(tmp_path: Path) -
         assert max(counts) <= bound, (baseline, counts)
     finally:
         server.kill()
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_eight_hostile_bodies_at_once_keep_memory_and_healthz_in_bounds(tmp_path: Path) -> None:
+    """The probe: eight 5 MiB events with ~590,000 unknown fields each, sent at once, took the
+    server to 1.7 GB (194 MiB answers) and stalled /healthz for ~5 s."""
+    from tests.api.test_hostile_bodies import FIELDS, HEAVY_PROBE_BOUND, many_unknown_fields
+
+    server = start_live_server(tmp_path)
+    try:
+        assert server.proc is not None
+        pid = server.proc.pid
+        body = many_unknown_fields(FIELDS)
+        headers = {
+            "Authorization": f"Bearer {server.write_key}",
+            "content-type": "application/json",
+        }
+        before = _peak_rss_mib(pid)
+        sizes: list[int] = []
+        latencies: list[float] = []
+
+        async def attack() -> None:
+            async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
+
+                async def one() -> None:
+                    r = await client.post("/v1/events", content=body, headers=headers)
+                    assert r.status_code == 422, r.text[:300]
+                    sizes.append(len(r.content))
+
+                async def probe() -> None:
+                    while len(sizes) < 8:
+                        started = time.monotonic()
+                        assert (await client.get("/healthz")).status_code == 200
+                        latencies.append(time.monotonic() - started)
+                        await anyio.sleep(0.05)
+
+                async with anyio.create_task_group() as tg:
+                    for _ in range(8):
+                        tg.start_soon(one)
+                    tg.start_soon(probe)
+
+        anyio.run(attack)
+        peak = _peak_rss_mib(pid)
+        # measured: 53 -> 277 MiB, 10 KB answers, /healthz at most 0.55 s (2 cores, loaded)
+        assert max(sizes) < 32 * 1024
+        assert peak - before < 600, (before, peak)
+        assert len(latencies) >= 3 and max(latencies) < HEAVY_PROBE_BOUND, sorted(latencies)[-5:]
+    finally:
+        server.kill()
