@@ -216,7 +216,9 @@ class Baseline:
         """Record the SQL the store runs (only around one request: the callback costs time);
         SQLite only."""
         if isinstance(self.store, SQLiteStore):
-            self.store._reader().set_trace_callback(self.sql.append if on else None)
+            # one thread: the pool lends this same connection to the next read
+            with self.store._reader() as conn:
+                conn.set_trace_callback(self.sql.append if on else None)
 
     def page(self, params: dict[str, str]) -> tuple[float, list[StoredEvent], str | None]:
         t0 = time.perf_counter()

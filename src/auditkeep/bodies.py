@@ -5,9 +5,69 @@ A body that breaks them is a BadRequest naming the fields, so a person knows wha
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import orjson
+
 from auditkeep.errors import BadRequest
+
+
+def decode_json(body: bytes) -> Any:
+    """Decode a request body as I-JSON (RFC 7493): valid UTF-8, nesting up to 1,024, and no
+    object naming a member twice. Every JSON body the server accepts is decoded here.
+
+    orjson keeps the last of two equal member names silently, so a record such as
+    ``{"action": "user.login", "action": "user.logout"}`` would be ambiguous. The check costs
+    one re-encoding: every member of the raw text has one ``:`` outside strings, and orjson
+    writes the decoded value with the same strings (it never escapes ``:``), so the two counts
+    of ``:`` are equal exactly when no member was dropped. Only when a string spells a colon
+    as ``\\u003a`` (or the counts differ) is the body parsed again, slowly, to name the key.
+    """
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        msg = str(exc)
+        if "UTF-8" in msg or "surrogate" in msg:
+            raise BadRequest(f"the body is not valid UTF-8 text: {msg}") from None
+        if "depth" in msg:
+            raise BadRequest(f"the JSON nests too deeply: {msg}") from None
+        raise BadRequest(f"the body is not valid JSON: {msg}") from None
+    if (
+        body.count(b":") != orjson.dumps(value).count(b":")
+        or b"\\u003a" in body
+        or b"\\u003A" in body
+    ):
+        _reject_duplicate_names(body)
+    return value
+
+
+class _DuplicateName(Exception):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for name, _ in pairs:
+        if name in seen:
+            raise _DuplicateName(name)
+        seen.add(name)
+    return {}  # only the check matters; orjson's value is the one used
+
+
+def _reject_duplicate_names(body: bytes) -> None:
+    try:
+        json.loads(body, object_pairs_hook=_unique_members)
+    except _DuplicateName as dup:
+        shown = dup.name if len(dup.name) <= 64 else dup.name[:64] + "…"
+        raise BadRequest(
+            f"an object in the body names the member {shown!r} more than once; an audit "
+            "record must not be ambiguous (RFC 7493 I-JSON): send each member once",
+            duplicate=shown,
+        ) from None
+    except RecursionError:
+        raise BadRequest("the JSON nests too deeply to check for duplicate member names") from None
 
 
 def check_fields(body: Any, allowed: set[str], required: set[str]) -> dict[str, Any]:

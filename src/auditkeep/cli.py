@@ -27,10 +27,10 @@ import orjson
 
 from auditkeep.auth import parse_scopes
 from auditkeep.bundle import BundleError, export_bundle, verify_bundle
-from auditkeep.core import Core
+from auditkeep.core import Core, parse_expiry
 from auditkeep.errors import AuditkeepError, ProblemError
 from auditkeep.integrity.checkpoint import KeyFormatError, Verifier, parse_verifier
-from auditkeep.model import canonical_json, format_timestamp, parse_timestamp
+from auditkeep.model import canonical_json, format_timestamp
 from auditkeep.settings import SETTINGS, Config
 from auditkeep.store.base import ApiKey, Tenant
 from auditkeep.tlog import checkpoint_json
@@ -71,7 +71,7 @@ class Local:
             self.core.tenant(tenant),
             parse_scopes(body["scopes"]),
             name=body.get("name") or "",
-            expires_at=parse_timestamp(expires) if expires else None,
+            expires_at=parse_expiry(expires),
             rate_limit_rps=body.get("rate_limit_rps"),
         )
         return {**record.public(), "key": key}
@@ -543,6 +543,7 @@ def serve(**overrides: Any) -> None:
 
     from auditkeep import logs
     from auditkeep.api.app import create_app
+    from auditkeep.api.protocol import connection_limit, guarded_protocol
 
     try:
         config = Config.load(overrides)
@@ -608,13 +609,19 @@ def serve(**overrides: Any) -> None:
             err=True,
         )
     app = create_app(core)
+    protocol = guarded_protocol(
+        header_timeout=config.header_timeout,
+        body_timeout=config.body_timeout,
+        max_connections=connection_limit(config.max_connections),
+        refused=lambda reason: core.metrics.connections_refused.labels(reason).inc(),
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             app,
             log_config=None,
             access_log=False,
             loop="uvloop",
-            http="httptools",
+            http=protocol,
             timeout_graceful_shutdown=10,
             backlog=2048,
         )
@@ -755,8 +762,8 @@ def keys_create(
     """Create an API key. The key is printed once and never stored."""
     if expires is not None:
         try:
-            parse_timestamp(expires)
-        except ValueError as exc:
+            parse_expiry(expires)
+        except AuditkeepError as exc:
             raise click.BadParameter(str(exc), param_hint="--expires") from None
     body = {
         "scopes": sorted(parse_scopes(scopes)),

@@ -33,7 +33,13 @@ from auditkeep.errors import (
 )
 from auditkeep.ingest import GroupCommitWriter
 from auditkeep.logwatch import LogWatch
-from auditkeep.model import EventValidationError, PreparedEvent, now_micros, prepare_event
+from auditkeep.model import (
+    EventValidationError,
+    PreparedEvent,
+    now_micros,
+    parse_timestamp,
+    prepare_event,
+)
 from auditkeep.monitor.metrics import Metrics
 from auditkeep.query import QUERY_PARAMS, encode_cursor, parse_query
 from auditkeep.settings import DEFAULT_LOG_ORIGIN, Config
@@ -329,11 +335,13 @@ class Core:
         received = now_micros()
         results: list[dict[str, Any] | None] = [None] * len(raw_events)
         prepared: list[tuple[int, PreparedEvent]] = []
+        budget = RESPONSE_ERRORS  # problems listed in the whole answer, so its size is bounded
         for i, raw in enumerate(raw_events):
             try:
                 prepared.append((i, prepare_event(raw, tenant_slug, received)))
             except EventValidationError as exc:
-                results[i] = {"index": i, **rejected(raw, exc)}
+                results[i] = {"index": i, **rejected(raw, exc, budget)}
+                budget -= min(budget, len(exc.errors))
         return results, prepared
 
     def settle(
@@ -366,8 +374,34 @@ class Core:
         return final
 
 
-def rejected(raw: Any, exc: EventValidationError) -> dict[str, Any]:
-    """The per-event result of an event that failed validation."""
+def parse_expiry(text: str | None) -> int | None:
+    """A key's ``expires_at`` (RFC 3339) as microseconds; BadRequest if it is not one."""
+    if not text:
+        return None
+    try:
+        return parse_timestamp(text)
+    except ValueError as exc:
+        raise BadRequest(f"expires_at: {exc}") from None
+
+
+RESPONSE_ERRORS = 1000
+"""Most schema problems one ingest answer lists, over all its events (each event lists at most
+auditkeep_client.schema.MAX_ERRORS); the rest are counted in ``errors_omitted``."""
+
+
+def rejected(raw: Any, exc: EventValidationError, budget: int = RESPONSE_ERRORS) -> dict[str, Any]:
+    """The per-event result of an event that failed validation, listing at most ``budget`` of
+    its problems (and counting the rest)."""
     event_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
-    problem = ValidationFailed(str(exc), errors=[e.as_dict() for e in exc.errors]).to_problem()
-    return {"id": event_id, "status": "rejected", "error": problem}
+    listed = exc.errors[: max(0, budget)]
+    omitted = exc.total - len(listed)
+    if listed:
+        problem = ValidationFailed(str(exc), errors=[e.as_dict() for e in listed])
+    else:
+        problem = ValidationFailed(
+            f"the event breaks the schema in {exc.total} place(s); this answer lists the "
+            "problems of earlier events only: send this event alone to see them"
+        )
+    if omitted:
+        problem.extra["errors_omitted"] = omitted
+    return {"id": event_id, "status": "rejected", "error": problem.to_problem()}

@@ -11,6 +11,7 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
+from typing import overload
 
 import orjson
 
@@ -36,6 +37,45 @@ QUERY_PARAMS = frozenset(
     }
 )
 _PREFIX_RE = re.compile(r"[a-z0-9_\-]+(\.[a-z0-9_\-]+)*\.\*")
+MAX_INT = 2**63 - 1
+"""The largest integer any parameter, seq, size or time may hold (both stores use int64)."""
+
+
+@overload
+def int_param(
+    params: Mapping[str, str], name: str, default: int, *, minimum: int = 0, maximum: int = MAX_INT
+) -> int: ...
+@overload
+def int_param(
+    params: Mapping[str, str],
+    name: str,
+    default: None = None,
+    *,
+    minimum: int = 0,
+    maximum: int = MAX_INT,
+) -> int | None: ...
+def int_param(
+    params: Mapping[str, str],
+    name: str,
+    default: int | None = None,
+    *,
+    minimum: int = 0,
+    maximum: int = MAX_INT,
+) -> int | None:
+    """The whole-number query parameter ``name`` within ``[minimum, maximum]`` (``default``
+    when absent or empty). Every endpoint reads its integers through this, so a value beyond
+    the stores' int64 range is a 400 that says so, never an overflow deeper down."""
+    text = params.get(name)
+    if text is None or text == "":
+        return default
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+        raise BadRequest(
+            f"{name} must be a whole number between {minimum} and {maximum}, got {text[:40]!r}"
+        )
+    value = int(text)
+    if not minimum <= value <= maximum:
+        raise BadRequest(f"{name} must be between {minimum} and {maximum}, got {value}")
+    return value
 
 
 def encode_cursor(position: Position, descending: bool) -> str:
@@ -47,7 +87,10 @@ def decode_cursor(cursor: str) -> tuple[Position, bool]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         data = orjson.loads(raw)
-        position = Position(int(data["t"]), int(data["s"]))
+        t, seq = data["t"], data["s"]
+        if not (type(t) is int and type(seq) is int and 0 <= t <= MAX_INT and 0 <= seq <= MAX_INT):
+            raise ValueError("position out of range")
+        position = Position(t, seq)
         descending = bool(data["d"])
         if data.get("v") != 1:
             raise ValueError("version")
@@ -93,7 +136,7 @@ def parse_query(params: Mapping[str, str]) -> PageRequest:
         if cursor_desc != descending:
             raise BadRequest("this cursor belongs to a query with the other order")
     return PageRequest(
-        limit=_limit(params),
+        limit=int_param(params, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT),
         after=after,
         descending=descending,
         filters=EventFilter(
@@ -108,19 +151,6 @@ def parse_query(params: Mapping[str, str]) -> PageRequest:
             until=until,
         ),
     )
-
-
-def _limit(params: Mapping[str, str]) -> int:
-    text = params.get("limit")
-    if text is None:
-        return DEFAULT_LIMIT
-    try:
-        value = int(text)
-    except ValueError:
-        raise BadRequest(f"limit={text[:20]!r} is not a whole number") from None
-    if not 1 <= value <= MAX_LIMIT:
-        raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}")
-    return value
 
 
 def _time(params: Mapping[str, str], name: str) -> int | None:

@@ -58,7 +58,9 @@ SETTINGS: tuple[Setting, ...] = (
         "database_pool_size",
         int,
         10,
-        "Most PostgreSQL connections one API node keeps open.",
+        "Most database connections one API node keeps open: its PostgreSQL pool, or with "
+        "SQLite its read connections (shared by every thread, plus the one write "
+        "connection).",
     ),
     Setting("host", str, "127.0.0.1", "Address the HTTP server binds to."),
     Setting("port", int, 8080, "TCP port the HTTP server listens on (0 picks a free one)."),
@@ -72,6 +74,29 @@ SETTINGS: tuple[Setting, ...] = (
         choices=("full", "normal"),
     ),
     Setting("max_body_bytes", int, 5 * 1024 * 1024, "Largest accepted request body, in bytes."),
+    Setting(
+        "header_timeout",
+        float,
+        10.0,
+        "Seconds a client has to send a request line and headers, from connecting or from the "
+        "end of the previous response; then 408 and the connection is closed (slow or idle "
+        "clients cannot hold connections). 0 disables.",
+    ),
+    Setting(
+        "body_timeout",
+        float,
+        60.0,
+        "Seconds a client has to send a request body once its headers arrived; then 408 and "
+        "the connection is closed. 0 disables.",
+    ),
+    Setting(
+        "max_connections",
+        int,
+        1000,
+        "Most open client connections. Past it, requests are answered 503 (Retry-After) and "
+        "closed; past it by 64, connections are closed at once. Lowered at start if the "
+        "open-file limit (ulimit -n) cannot hold it plus 320.",
+    ),
     Setting("max_batch_events", int, 1000, "Most events accepted in one batch request."),
     Setting(
         "rate_limit_rps",
@@ -213,6 +238,9 @@ class Config:
     port: int = 8080
     durability: str = "full"
     max_body_bytes: int = 5 * 1024 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    max_connections: int = 1000
     max_batch_events: int = 1000
     rate_limit_rps: float = 10000.0
     rate_limit_burst: float = 20000.0

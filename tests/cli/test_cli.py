@@ -55,6 +55,21 @@ def test_tenants_and_keys_on_a_data_directory(tmp_path: Path) -> None:
         (["keys", "revoke", "ak_xxxxxxxxxxxx", "--tenant", "acme"], "has no key"),
         (["events", "search"], "--tenant is required"),
         (["events", "search", "--tenant", "acme", "--since", "yesterday"], "RFC 3339"),
+        (
+            ["keys", "create", "--tenant", "acme", "--scopes", "events:read", "--expires", "x"],
+            "expires_at: 'x' is not an RFC 3339 timestamp",
+        ),
+        (
+            [
+                *["keys", "create", "--tenant", "acme", "--scopes", "events:read"],
+                *["--expires", "9999-12-31T23:59:59-01:00"],
+            ],
+            "outside the supported range",
+        ),
+        (
+            ["events", "search", "--tenant", "acme", "--until", "9999-12-31T23:59:59-01:00"],
+            "outside the supported range",
+        ),
     ],
 )
 def test_bad_cli_input_gives_a_clear_error(tmp_path: Path, args: list[str], message: str) -> None:

@@ -103,13 +103,13 @@ def test_node_reader_is_tenant_scoped_and_reports_missing_nodes(store: SQLiteSto
 
 def test_node_reads_use_the_whole_primary_key(store: SQLiteStore) -> None:
     """A regression guard: `(level, idx) IN (VALUES ...)` made SQLite scan a tenant's nodes."""
-    conn = store._reader()
-    plan = conn.execute(
-        "EXPLAIN QUERY PLAN SELECT n.level, n.idx, n.hash FROM (VALUES (?, ?), (?, ?)) v"
-        " JOIN merkle_nodes n ON n.tenant_id = ? AND n.level = v.column1"
-        " AND n.idx = v.column2",
-        (0, 0, 1, 0, 1),
-    ).fetchall()
+    with store._reader() as conn:
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT n.level, n.idx, n.hash FROM (VALUES (?, ?), (?, ?)) v"
+            " JOIN merkle_nodes n ON n.tenant_id = ? AND n.level = v.column1"
+            " AND n.idx = v.column2",
+            (0, 0, 1, 0, 1),
+        ).fetchall()
     assert any("(tenant_id=? AND level=? AND idx=?)" in row[3] for row in plan), plan
 
 

@@ -1,8 +1,12 @@
 """/v1/tenants and their API keys. Operator keys manage every tenant; a tenant key with the
-``admin`` scope manages its own tenant's keys. Another tenant looks like a missing one (404)."""
+``admin`` scope manages its own tenant's keys. Another tenant looks like a missing one (404).
+
+Every store call runs in the thread pool: a store waiting for a lock (another process writing
+the SQLite file, a PostgreSQL lock) must not stall the event loop and every other request."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -13,8 +17,9 @@ from starlette.routing import Route
 from auditkeep.api.http import JSONResponse, authenticate, core_of, read_json, route
 from auditkeep.auth import OPERATOR, parse_scopes
 from auditkeep.bodies import check_fields, optional_string
+from auditkeep.core import parse_expiry
 from auditkeep.errors import BadRequest
-from auditkeep.model import format_timestamp, parse_timestamp
+from auditkeep.model import format_timestamp
 from auditkeep.store.base import Tenant
 
 _BODY_LIMIT = 64 * 1024
@@ -30,7 +35,8 @@ async def create_tenant(request: Request) -> Response:
     (await authenticate(request)).require(OPERATOR)
     body = check_fields(await read_json(request, _BODY_LIMIT), {"slug", "name"}, {"slug"})
     slug = optional_string(body, "slug") or ""
-    tenant = core_of(request).create_tenant(slug, optional_string(body, "name"))
+    name = optional_string(body, "name")
+    tenant = await run_in_threadpool(core_of(request).create_tenant, slug, name)
     return JSONResponse(tenant_json(tenant), status_code=201)
 
 
@@ -38,7 +44,7 @@ async def create_tenant(request: Request) -> Response:
 async def list_tenants(request: Request) -> Response:
     """Every tenant (operator keys only)."""
     (await authenticate(request)).require(OPERATOR)
-    tenants = core_of(request).store.list_tenants()
+    tenants = await run_in_threadpool(core_of(request).store.list_tenants)
     return JSONResponse({"data": [tenant_json(t) for t in tenants]})
 
 
@@ -56,21 +62,20 @@ async def create_key(request: Request) -> Response:
     scopes = body["scopes"]
     if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
         raise BadRequest('scopes must be an array of strings, e.g. ["events:write"]')
-    expires_text = optional_string(body, "expires_at")
-    try:
-        expires = parse_timestamp(expires_text) if expires_text else None
-    except ValueError as exc:
-        raise BadRequest(f"expires_at: {exc}") from None
+    expires = parse_expiry(optional_string(body, "expires_at"))
     rate = body.get("rate_limit_rps")
     if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float)):
         raise BadRequest("rate_limit_rps must be a number")
-    record, key = core.create_key(
-        tenant,
-        parse_scopes(scopes),
-        name=optional_string(body, "name") or "",
-        expires_at=expires,
-        rate_limit_rps=float(rate) if rate is not None else None,
-        principal=principal,
+    record, key = await run_in_threadpool(
+        functools.partial(
+            core.create_key,
+            tenant,
+            parse_scopes(scopes),
+            name=optional_string(body, "name") or "",
+            expires_at=expires,
+            rate_limit_rps=float(rate) if rate is not None else None,
+            principal=principal,
+        )
     )
     return JSONResponse({**record.public(), "key": key}, status_code=201)
 
@@ -81,7 +86,8 @@ async def list_keys(request: Request) -> Response:
     principal = await authenticate(request)
     core = core_of(request)
     tenant = await run_in_threadpool(core.tenant, request.path_params["tenant"], principal)
-    return JSONResponse({"data": [k.public() for k in core.store.list_keys(tenant.tenant_id)]})
+    keys = await run_in_threadpool(core.store.list_keys, tenant.tenant_id)
+    return JSONResponse({"data": [k.public() for k in keys]})
 
 
 @route("/v1/tenants/{tenant}/keys/{key_id}")
@@ -91,7 +97,7 @@ async def revoke_key(request: Request) -> Response:
     principal = await authenticate(request)
     core = core_of(request)
     tenant = await run_in_threadpool(core.tenant, request.path_params["tenant"], principal)
-    record = core.revoke_key(tenant, request.path_params["key_id"])
+    record = await run_in_threadpool(core.revoke_key, tenant, request.path_params["key_id"])
     return JSONResponse(record.public())
 
 

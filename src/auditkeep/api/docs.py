@@ -525,6 +525,7 @@ SPEC: dict[str, Any] = {
                     "instance": {"type": "string"},
                     "errors": {
                         "type": "array",
+                        "description": "Schema problems, at most 50 per event.",
                         "items": {
                             "type": "object",
                             "properties": {
@@ -532,6 +533,14 @@ SPEC: dict[str, Any] = {
                                 "message": {"type": "string"},
                             },
                         },
+                    },
+                    "errors_omitted": {
+                        "type": "integer",
+                        "description": "Problems found beyond those listed in errors.",
+                    },
+                    "duplicate": {
+                        "type": "string",
+                        "description": "A member name the body's JSON gave twice in one object.",
                     },
                 },
             },

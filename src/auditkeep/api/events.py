@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import Any
 
@@ -11,9 +12,13 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from auditkeep.api.http import JSONResponse, authenticate, core_of, read_json, route
+from auditkeep.api.http import JSONResponse, authenticate, core_of, off_loop, read_body, route
 from auditkeep.auth import EVENTS_READ, EVENTS_WRITE
+from auditkeep.bodies import decode_json
+from auditkeep.core import Core
 from auditkeep.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, ValidationFailed
+from auditkeep.model import PreparedEvent
+from auditkeep.query import int_param
 
 
 @route("/v1/events")
@@ -22,23 +27,25 @@ async def post_events(request: Request) -> Response:
     principal = await authenticate(request)
     principal.require_tenant_scope(EVENTS_WRITE)
     core = core_of(request)
-    body = await read_json(request, core.config.max_body_bytes)
-    if isinstance(body, dict) and isinstance(body.get("events"), list):
-        if set(body) != {"events"}:
-            extra = ", ".join(sorted(set(body) - {"events"}))
-            raise BadRequest(f"a batch body holds only 'events'; unknown field(s): {extra}")
-        return await _ingest_batch(
-            request, body["events"], principal.tenant_id, principal.tenant_slug
+    raw = await read_body(request, core.config.max_body_bytes)
+    # decoding and validation are CPU work: a large body does them off the event loop
+    work = functools.partial(_prepare_body, core, raw, principal.tenant_slug)
+    batch, results, prepared = await off_loop(request, len(raw), work)
+    if batch:
+        appended = (
+            await core.writer.append(principal.tenant_id, [p for _, p in prepared])
+            if prepared
+            else []
         )
-    if not isinstance(body, dict):
-        raise BadRequest(
-            'the body must be an event object or {"events": [event, ...]}, '
-            f"not a JSON {type(body).__name__}"
-        )
-    results, prepared = core.prepare([body], principal.tenant_slug)
+        final = core.settle(results, prepared, appended)
+        counts = {"accepted": 0, "duplicates": 0, "rejected": 0}
+        for r in final:
+            counts["duplicates" if r["status"] == "duplicate" else r["status"]] += 1
+        return JSONResponse({"results": final, **counts})
     if results[0] is not None:
         error = results[0]["error"]
-        raise ValidationFailed(error["detail"], errors=error.get("errors"))
+        extra = {k: error[k] for k in ("errors_omitted",) if k in error}
+        raise ValidationFailed(error["detail"], errors=error.get("errors"), **extra)
     appended = await core.writer.append(principal.tenant_id, [prepared[0][1]])
     (result,) = core.settle(results, prepared, appended)
     if result["status"] == "rejected":
@@ -48,24 +55,30 @@ async def post_events(request: Request) -> Response:
     return JSONResponse(result, status_code=status)
 
 
-async def _ingest_batch(
-    request: Request, events: list[Any], tenant_id: int, tenant_slug: str
-) -> Response:
-    core = core_of(request)
-    limit = core.config.max_batch_events
-    if len(events) > limit:
-        raise PayloadTooLarge(
-            f"the batch has {len(events)} events; the limit is {limit} per request"
+def _prepare_body(
+    core: Core, raw: bytes, tenant_slug: str
+) -> tuple[bool, list[dict[str, Any] | None], list[tuple[int, PreparedEvent]]]:
+    """Decode an ingest body and validate its events: ``(is_batch, results, prepared)``."""
+    body = decode_json(raw)
+    if isinstance(body, dict) and isinstance(body.get("events"), list):
+        if set(body) != {"events"}:
+            extra = ", ".join(sorted(set(body) - {"events"}))
+            raise BadRequest(f"a batch body holds only 'events'; unknown field(s): {extra}")
+        events = body["events"]
+        limit = core.config.max_batch_events
+        if len(events) > limit:
+            raise PayloadTooLarge(
+                f"the batch has {len(events)} events; the limit is {limit} per request"
+            )
+        if not events:
+            raise BadRequest("the batch is empty; send at least one event")
+        return True, *core.prepare(events, tenant_slug)
+    if not isinstance(body, dict):
+        raise BadRequest(
+            'the body must be an event object or {"events": [event, ...]}, '
+            f"not a JSON {type(body).__name__}"
         )
-    if not events:
-        raise BadRequest("the batch is empty; send at least one event")
-    results, prepared = core.prepare(events, tenant_slug)
-    appended = await core.writer.append(tenant_id, [p for _, p in prepared]) if prepared else []
-    final = core.settle(results, prepared, appended)
-    counts = {"accepted": 0, "duplicates": 0, "rejected": 0}
-    for r in final:
-        counts["duplicates" if r["status"] == "duplicate" else r["status"]] += 1
-    return JSONResponse({"results": final, **counts})
+    return False, *core.prepare([body], tenant_slug)
 
 
 @route("/v1/events")
@@ -92,11 +105,8 @@ async def feed(request: Request) -> Response:
             f"unknown query parameter(s) {', '.join(sorted(unknown))}; use after, limit, wait"
         )
     core = core_of(request)
-    try:
-        after = int(params.get("after", "0"))
-        limit = int(params.get("limit", "100"))
-    except ValueError:
-        raise BadRequest("after and limit must be whole numbers") from None
+    after = int_param(params, "after", 0)
+    limit = int_param(params, "limit", 100, maximum=1000)
     try:
         wait = float(params.get("wait", "0"))
     except ValueError:

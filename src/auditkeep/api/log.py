@@ -12,6 +12,7 @@ from starlette.routing import Route
 from auditkeep.api.http import JSONResponse, authenticate, core_of, route
 from auditkeep.auth import ADMIN, EVENTS_READ, EVENTS_WRITE, Principal
 from auditkeep.errors import BadRequest, Forbidden
+from auditkeep.query import int_param
 from auditkeep.store.base import SYSTEM_TENANT_ID, Tenant
 from auditkeep.tlog import checkpoint_json
 
@@ -38,15 +39,6 @@ def _params(request: Request, allowed: set[str]) -> dict[str, str]:
             f"use {', '.join(sorted(allowed))}"
         )
     return params
-
-
-def _int(params: dict[str, str], name: str, default: int | None = None) -> int | None:
-    text = params.get(name)
-    if text is None or text == "":
-        return default
-    if not (text.isascii() and text.isdigit()) or len(text) > 20:
-        raise BadRequest(f"{name} must be a whole number >= 0, got {text[:40]!r}")
-    return int(text)
 
 
 def _wants_json(request: Request, params: dict[str, str]) -> bool:
@@ -76,11 +68,8 @@ async def list_checkpoints(request: Request) -> Response:
     """Checkpoint history, smallest tree size first: ``?after_size=N&limit=M``."""
     tenant = await _reader(request)
     params = _params(request, {"after_size", "limit"})
-    after = _int(params, "after_size")
-    limit = _int(params, "limit", 100)
-    assert limit is not None
-    if not 1 <= limit <= 1000:
-        raise BadRequest(f"limit must be between 1 and 1000, got {limit}")
+    after = int_param(params, "after_size")
+    limit = int_param(params, "limit", 100, minimum=1, maximum=1000)
     log_reader = core_of(request).store.log(tenant.tenant_id)
     rows = await run_in_threadpool(log_reader.checkpoints, -1 if after is None else after, limit)
     return JSONResponse(
@@ -96,8 +85,7 @@ async def checkpoint_at(request: Request) -> Response:
     """The checkpoint signed at exactly tree size ``size`` (404 if none was signed there)."""
     tenant = await _reader(request)
     params = _params(request, {"format"})
-    size = _int({"size": request.path_params["size"]}, "size")
-    assert size is not None
+    size = int_param(request.path_params, "size", 0)
     core = core_of(request)
     cp = await run_in_threadpool(core.tlog.checkpoint_at, tenant, size)
     if _wants_json(request, params):
@@ -134,8 +122,8 @@ async def inclusion(request: Request) -> Response:
         lambda: core.tlog.inclusion(
             tenant,
             event_id=params.get("id"),
-            seq=_int(params, "seq"),
-            tree_size=_int(params, "tree_size"),
+            seq=int_param(params, "seq"),
+            tree_size=int_param(params, "tree_size"),
         )
     )
     return JSONResponse(body)
@@ -146,11 +134,12 @@ async def consistency(request: Request) -> Response:
     """Consistency proof from tree size ``first`` to ``second`` (default: latest checkpoint)."""
     tenant = await _reader(request)
     params = _params(request, {"first", "second"})
-    first = _int(params, "first")
+    first = int_param(params, "first")
     if first is None:
         raise BadRequest("first (the older tree size) is required")
     core = core_of(request)
-    body = await run_in_threadpool(core.tlog.consistency, tenant, first, _int(params, "second"))
+    second = int_param(params, "second")
+    body = await run_in_threadpool(core.tlog.consistency, tenant, first, second)
     return JSONResponse(body)
 
 
@@ -160,7 +149,7 @@ async def frontier(request: Request) -> Response:
     tenant = await _reader(request)
     params = _params(request, {"tree_size"})
     core = core_of(request)
-    body = await run_in_threadpool(core.tlog.frontier, tenant, _int(params, "tree_size"))
+    body = await run_in_threadpool(core.tlog.frontier, tenant, int_param(params, "tree_size"))
     return JSONResponse(body)
 
 

@@ -97,6 +97,13 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.connections_refused = Counter(
+            "auditkeep_connections_refused",
+            "Connections closed by the server's guard, by reason: header_timeout, body_timeout, "
+            "over_capacity (answered 503), dropped (closed unanswered, far past the cap).",
+            ["reason"],
+            registry=r,
+        )
         self.feed_waiting = Gauge(
             "auditkeep_feed_long_polls",
             "GET /v1/feed requests waiting for new events.",

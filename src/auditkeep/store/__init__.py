@@ -38,4 +38,6 @@ def open_store(config: Config) -> AnyStore:
         )
     from auditkeep.store.sqlite import SQLiteStore
 
-    return SQLiteStore(config.data_dir, durability=config.durability)
+    return SQLiteStore(
+        config.data_dir, durability=config.durability, readers=config.database_pool_size
+    )

@@ -1,7 +1,9 @@
 """The embedded SQLite store: one file in the data directory, WAL mode.
 
-One connection writes (used by the group-commit writer thread, ``BEGIN IMMEDIATE``); reads use a
-connection per thread. Durability: ``synchronous=FULL`` makes every commit fsync the WAL, so an
+One connection writes (used by the group-commit writer thread, ``BEGIN IMMEDIATE``); reads
+borrow one of at most ``readers`` connections from a pool shared by every thread, and give it
+back when the read is done (a thread's nested reads and a snapshot keep the one they hold).
+Durability: ``synchronous=FULL`` makes every commit fsync the WAL, so an
 acknowledged batch survives power loss; ``normal`` syncs only at checkpoints (survives a process
 crash, may lose the most recent commits on power loss).
 """
@@ -11,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -63,16 +66,105 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
+class _ReaderPool:
+    """At most ``size`` read connections, shared by every thread.
+
+    A thread borrows one for a read and gives it back after; a thread that already holds one
+    (a snapshot, or a read inside another) reuses it, so it never waits for itself. Given-back
+    connections stay open for the next borrower, so a busy server keeps ``size`` open and no
+    more, however many threads come and go (thread pools retire idle workers: a connection
+    per thread would leak one each time). A borrower finding all ``size`` in use waits up to
+    ``wait`` seconds, then gets StoreUnavailable (503)."""
+
+    def __init__(
+        self, connect: Callable[[], sqlite3.Connection], size: int, wait: float = 30.0
+    ) -> None:
+        self._connect = connect
+        self.size = size
+        self._wait = wait
+        self._idle: list[sqlite3.Connection] = []
+        self._opened = 0
+        self._closed = False
+        self._cond = threading.Condition()
+        self._held = threading.local()
+
+    @contextlib.contextmanager
+    def borrow(self) -> Iterator[sqlite3.Connection]:
+        held: sqlite3.Connection | None = getattr(self._held, "conn", None)
+        if held is not None:
+            yield held
+            return
+        conn = self._take()
+        self._held.conn = conn
+        try:
+            yield conn
+        finally:
+            self._held.conn = None
+            self._give(conn)
+
+    def _take(self) -> sqlite3.Connection:
+        deadline = time.monotonic() + self._wait
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise StoreUnavailable("the store is closed")
+                if self._idle:
+                    return self._idle.pop()
+                if self._opened < self.size:
+                    self._opened += 1
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StoreUnavailable(
+                        f"all {self.size} SQLite read connections stayed busy for "
+                        f"{self._wait:g} s; raise database_pool_size or lower the read load"
+                    )
+                self._cond.wait(left)
+        try:
+            return self._connect()
+        except BaseException:
+            with self._cond:
+                self._opened -= 1
+                self._cond.notify()
+            raise
+
+    def _give(self, conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:  # a read that failed inside BEGIN: do not lend it on like that
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        with self._cond:
+            if self._closed:
+                self._opened -= 1
+                conn.close()
+            else:
+                self._idle.append(conn)
+            self._cond.notify()
+
+    @property
+    def opened(self) -> int:
+        """Connections open now (idle or lent)."""
+        return self._opened
+
+    def close(self) -> None:
+        """Close the idle connections now and lent ones when they come back. Idempotent."""
+        with self._cond:
+            self._closed = True
+            for conn in self._idle:
+                conn.close()
+            self._opened -= len(self._idle)
+            self._idle.clear()
+            self._cond.notify_all()
+
+
 class SQLiteStore:
     """Store implementation over a single SQLite database file."""
 
-    def __init__(self, data_dir: Path, *, durability: str = "full") -> None:
+    def __init__(self, data_dir: Path, *, durability: str = "full", readers: int = 10) -> None:
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / DB_FILE
         self.durability = durability
-        self._local = threading.local()
         self._write_conn: sqlite3.Connection | None = None
-        self._readers: list[sqlite3.Connection] = []
+        self._readers = _ReaderPool(self._connect_reader, max(1, readers))
         self._write_lock = threading.Lock()
         self._closed = False
         try:
@@ -97,17 +189,24 @@ class SQLiteStore:
             raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
         return conn
 
-    def _reader(self) -> sqlite3.Connection:
+    def _connect_reader(self) -> sqlite3.Connection:
+        conn = self._connect()
+        conn.execute("PRAGMA query_only=ON")
+        return conn
+
+    def _reader(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """``with self._reader() as conn:`` a read connection, given back after the block."""
         if self._closed:
             raise StoreUnavailable("the store is closed")
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._connect()
-            conn.execute("PRAGMA query_only=ON")
-            self._local.conn = conn
-            with self._write_lock:
-                self._readers.append(conn)
-        return conn
+        return self._readers.borrow()
+
+    def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        with self._reader() as conn:
+            return conn.execute(sql, params).fetchone()
+
+    def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._reader() as conn:
+            return conn.execute(sql, params).fetchall()
 
     def _writer(self) -> sqlite3.Connection:
         if self._closed:
@@ -165,24 +264,25 @@ class SQLiteStore:
 
     def schema_version(self) -> int:
         try:
-            row = self._reader().execute("SELECT max(version) FROM schema_migrations").fetchone()
+            row = self._fetchone("SELECT max(version) FROM schema_migrations")
         except sqlite3.OperationalError:
             return 0
         return int(row[0] or 0)
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
-        """Reads of this thread inside the block see one consistent state of the store."""
-        conn = self._reader()
-        conn.execute("BEGIN")
-        try:
-            yield
-        finally:
-            conn.execute("COMMIT")
+        """Reads of this thread inside the block see one consistent state of the store (the
+        thread holds one read connection for the whole block)."""
+        with self._reader() as conn:
+            conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                conn.execute("COMMIT")
 
     def check_ready(self) -> None:
         try:
-            self._reader().execute("SELECT 1 FROM log_heads LIMIT 1").fetchall()
+            self._fetchall("SELECT 1 FROM log_heads LIMIT 1")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite store not usable: {exc}") from exc
 
@@ -190,11 +290,10 @@ class SQLiteStore:
         if self._closed:
             return
         self._closed = True
+        self._readers.close()
         with self._write_lock:
-            for conn in [*self._readers, self._write_conn]:
-                if conn is not None:
-                    conn.close()
-            self._readers.clear()
+            if self._write_conn is not None:
+                self._write_conn.close()
             self._write_conn = None
 
     # -- tenants and keys ------------------------------------------------------------------
@@ -223,24 +322,16 @@ class SQLiteStore:
         return tenant
 
     def get_tenant(self, slug: str) -> Tenant | None:
-        row = (
-            self._reader()
-            .execute(
-                "SELECT tenant_id, slug, name, created_at FROM tenants WHERE slug = ?", (slug,)
-            )
-            .fetchone()
+        row = self._fetchone(
+            "SELECT tenant_id, slug, name, created_at FROM tenants WHERE slug = ?", (slug,)
         )
         return Tenant(*row) if row else None
 
     def list_tenants(self) -> list[Tenant]:
-        rows = (
-            self._reader()
-            .execute(
-                "SELECT tenant_id, slug, name, created_at FROM tenants WHERE tenant_id != ? "
-                "ORDER BY slug",
-                (SYSTEM_TENANT_ID,),
-            )
-            .fetchall()
+        rows = self._fetchall(
+            "SELECT tenant_id, slug, name, created_at FROM tenants WHERE tenant_id != ? "
+            "ORDER BY slug",
+            (SYSTEM_TENANT_ID,),
         )
         return [Tenant(*row) for row in rows]
 
@@ -285,26 +376,18 @@ class SQLiteStore:
         )
 
     def find_key(self, key_id: str) -> ApiKey | None:
-        row = (
-            self._reader()
-            .execute(
-                f"SELECT {self._KEY_COLUMNS} FROM api_keys k JOIN tenants t USING (tenant_id) "
-                "WHERE k.key_id = ?",
-                (key_id,),
-            )
-            .fetchone()
+        row = self._fetchone(
+            f"SELECT {self._KEY_COLUMNS} FROM api_keys k JOIN tenants t USING (tenant_id) "
+            "WHERE k.key_id = ?",
+            (key_id,),
         )
         return self._key(row) if row else None
 
     def list_keys(self, tenant_id: int) -> list[ApiKey]:
-        rows = (
-            self._reader()
-            .execute(
-                f"SELECT {self._KEY_COLUMNS} FROM api_keys k JOIN tenants t USING (tenant_id) "
-                "WHERE k.tenant_id = ? ORDER BY k.created_at, k.key_id",
-                (tenant_id,),
-            )
-            .fetchall()
+        rows = self._fetchall(
+            f"SELECT {self._KEY_COLUMNS} FROM api_keys k JOIN tenants t USING (tenant_id) "
+            "WHERE k.tenant_id = ? ORDER BY k.created_at, k.key_id",
+            (tenant_id,),
         )
         return [self._key(row) for row in rows]
 
@@ -447,11 +530,7 @@ class SQLiteStore:
 
     def _destinations_where(self, where: str, params: Sequence[Any]) -> list[Destination]:
         try:
-            rows = (
-                self._reader()
-                .execute(f"SELECT {DEST_SELECT} FROM destinations WHERE {where}", params)
-                .fetchall()
-            )
+            rows = self._fetchall(f"SELECT {DEST_SELECT} FROM destinations WHERE {where}", params)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
         return [destination(r) for r in rows]
@@ -504,14 +583,10 @@ class SQLiteStore:
         return result
 
     def signing_keys(self) -> list[SigningKeyRecord]:
-        rows = (
-            self._reader()
-            .execute(
-                "SELECT key_id, name, vkey, state, created_at, retired_at FROM signing_keys"
-                " ORDER BY CASE state WHEN 'active' THEN 0 WHEN 'retiring' THEN 1 ELSE 2 END,"
-                " created_at DESC, key_id"
-            )
-            .fetchall()
+        rows = self._fetchall(
+            "SELECT key_id, name, vkey, state, created_at, retired_at FROM signing_keys"
+            " ORDER BY CASE state WHEN 'active' THEN 0 WHEN 'retiring' THEN 1 ELSE 2 END,"
+            " created_at DESC, key_id"
         )
         return [SigningKeyRecord(*row) for row in rows]
 
@@ -558,7 +633,7 @@ class SQLiteTenantEvents:
 
     def _rows(self, sql: str, params: Sequence[Any]) -> list[StoredEvent]:
         try:
-            return [stored_event(r) for r in self._store._reader().execute(sql, params)]
+            return [stored_event(r) for r in self._store._fetchall(sql, params)]
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
 
@@ -614,21 +689,21 @@ class SQLiteTenantEvents:
 
     def _actions_in(self, low: str, high: str) -> list[str]:
         """The distinct actions in ``[low, high)``, by skip-scan: one index seek each."""
-        reader = self._store._reader()
         actions: list[str] = []
         sql = (
             "SELECT action FROM events WHERE tenant_id = ? AND action > ? AND action < ?"
             " ORDER BY action LIMIT 1"
         )
         try:
-            row = reader.execute(
-                "SELECT action FROM events WHERE tenant_id = ? AND action >= ? AND action < ?"
-                " ORDER BY action LIMIT 1",
-                (self.tenant_id, low, high),
-            ).fetchone()
-            while row is not None and len(actions) <= PREFIX_MERGE_MAX_ACTIONS:
-                actions.append(row[0])
-                row = reader.execute(sql, (self.tenant_id, row[0], high)).fetchone()
+            with self._store._reader() as reader:
+                row = reader.execute(
+                    "SELECT action FROM events WHERE tenant_id = ? AND action >= ? AND action < ?"
+                    " ORDER BY action LIMIT 1",
+                    (self.tenant_id, low, high),
+                ).fetchone()
+                while row is not None and len(actions) <= PREFIX_MERGE_MAX_ACTIONS:
+                    actions.append(row[0])
+                    row = reader.execute(sql, (self.tenant_id, row[0], high)).fetchone()
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
         return actions
@@ -718,22 +793,16 @@ class SQLiteTenantEvents:
         )
 
     def size(self) -> int:
-        row = (
-            self._store._reader()
-            .execute("SELECT size FROM log_heads WHERE tenant_id = ?", (self.tenant_id,))
-            .fetchone()
+        row = self._store._fetchone(
+            "SELECT size FROM log_heads WHERE tenant_id = ?", (self.tenant_id,)
         )
         return int(row[0]) if row else 0
 
     def stats(self) -> tuple[int, int]:
         """``(number of stored events, highest stored seq)`` (for verification)."""
-        row = (
-            self._store._reader()
-            .execute(
-                "SELECT count(*), coalesce(max(seq), 0) FROM events WHERE tenant_id = ?",
-                (self.tenant_id,),
-            )
-            .fetchone()
+        row = self._store._fetchone(
+            "SELECT count(*), coalesce(max(seq), 0) FROM events WHERE tenant_id = ?",
+            (self.tenant_id,),
         )
         return int(row[0]), int(row[1])
 
@@ -750,13 +819,9 @@ class SQLiteTenantDestinations:
 
     def _select(self, where: str, params: Sequence[Any]) -> list[Destination]:
         try:
-            rows = (
-                self._store._reader()
-                .execute(
-                    f"SELECT {DEST_SELECT} FROM destinations WHERE tenant_id = ? {where}",
-                    (self.tenant_id, *params),
-                )
-                .fetchall()
+            rows = self._store._fetchall(
+                f"SELECT {DEST_SELECT} FROM destinations WHERE tenant_id = ? {where}",
+                (self.tenant_id, *params),
             )
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
@@ -951,18 +1016,11 @@ class SQLiteTenantLog:
         self._store = store
         self.tenant_id = tenant_id
 
-    def _conn(self) -> sqlite3.Connection:
-        return self._store._reader()
-
     def head(self) -> LogHead:
         try:
-            row = (
-                self._conn()
-                .execute(
-                    "SELECT size, root, frontier FROM log_heads WHERE tenant_id = ?",
-                    (self.tenant_id,),
-                )
-                .fetchone()
+            row = self._store._fetchone(
+                "SELECT size, root, frontier FROM log_heads WHERE tenant_id = ?",
+                (self.tenant_id,),
             )
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
@@ -991,7 +1049,7 @@ class SQLiteTenantLog:
                 params += (level, idx)
             params.append(self.tenant_id)
             try:
-                rows = self._conn().execute(
+                rows = self._store._fetchall(
                     f"SELECT n.level, n.idx, n.hash FROM (VALUES {values}) v"
                     " JOIN merkle_nodes n ON n.tenant_id = ? AND n.level = v.column1"
                     " AND n.idx = v.column2",
@@ -1009,7 +1067,7 @@ class SQLiteTenantLog:
 
     def nodes_in_range(self, level: int, lo: int, hi: int) -> dict[int, bytes]:
         """Stored nodes ``(level, idx)`` with ``lo <= idx < hi``, by idx (for verification)."""
-        rows = self._conn().execute(
+        rows = self._store._fetchall(
             "SELECT idx, hash FROM merkle_nodes WHERE tenant_id = ? AND level = ?"
             " AND idx >= ? AND idx < ?",
             (self.tenant_id, level, lo, hi),
@@ -1017,16 +1075,15 @@ class SQLiteTenantLog:
         return {int(idx): bytes(h) for idx, h in rows}
 
     def node_count(self) -> int:
-        row = (
-            self._conn()
-            .execute("SELECT count(*) FROM merkle_nodes WHERE tenant_id = ?", (self.tenant_id,))
-            .fetchone()
+        row = self._store._fetchone(
+            "SELECT count(*) FROM merkle_nodes WHERE tenant_id = ?", (self.tenant_id,)
         )
         return int(row[0])
 
     def _checkpoints(self, where: str, params: Sequence[Any]) -> list[StoredCheckpoint]:
         try:
-            return _checkpoint_rows(self._conn(), where, params)
+            with self._store._reader() as conn:
+                return _checkpoint_rows(conn, where, params)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
 

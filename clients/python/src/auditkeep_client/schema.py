@@ -36,6 +36,7 @@ except ImportError:  # pragma: no cover - exercised in the SDK's light install
 __all__ = [
     "CATEGORIES",
     "LIMITS",
+    "MAX_ERRORS",
     "OUTCOMES",
     "EventValidationError",
     "FieldError",
@@ -112,14 +113,30 @@ class FieldError:
         return {"path": self.path, "message": self.message}
 
 
-class EventValidationError(ValueError):
-    """The event breaks the schema. ``errors`` lists every problem found, not just the first."""
+MAX_ERRORS: Final = 50
+"""Most problems one EventValidationError lists; beyond them it only counts (``omitted``), so
+a hostile event with a million unknown fields cannot make a million-line answer."""
+_MESSAGE_ERRORS: Final = 5  # problems spelled out in the exception's message
 
-    def __init__(self, errors: list[FieldError]) -> None:
+
+class EventValidationError(ValueError):
+    """The event breaks the schema. ``errors`` lists the problems found (every one, up to
+    MAX_ERRORS); ``omitted`` counts those beyond. The message names the first few."""
+
+    def __init__(self, errors: list[FieldError], omitted: int = 0) -> None:
         self.errors = errors
-        super().__init__(
-            "; ".join(f"{e.path}: {e.message}" if e.path else e.message for e in errors)
-        )
+        self.omitted = omitted
+        shown = errors[:_MESSAGE_ERRORS]
+        message = "; ".join(f"{e.path}: {e.message}" if e.path else e.message for e in shown)
+        more = len(errors) - len(shown) + omitted
+        if more:
+            message += f"; and {more} more problem{'s' if more > 1 else ''}"
+        super().__init__(message)
+
+    @property
+    def total(self) -> int:
+        """How many problems were found, listed or not."""
+        return len(self.errors) + self.omitted
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,7 +167,13 @@ def parse_timestamp(value: str) -> int:
         off_h, off_m = int(m.group(10)), int(m.group(11))
         if off_h > 23 or off_m > 59:
             raise ValueError(f"{value[:64]!r} has an invalid UTC offset")
-        dt -= sign * timedelta(hours=off_h, minutes=off_m)
+        try:
+            dt -= sign * timedelta(hours=off_h, minutes=off_m)
+        except OverflowError:  # the offset moves it past 9999-12-31 or before 0001-01-01
+            raise ValueError(
+                f"{value[:64]!r} is outside the supported range (1970-01-01T00:00:00Z to "
+                "9999-12-31T23:59:59.999999Z once its UTC offset is applied)"
+            ) from None
     if dt.year < 1970:
         raise ValueError(f"{value[:64]!r} is before 1970-01-01T00:00:00Z")
     delta = dt - _EPOCH
@@ -337,16 +360,20 @@ def canonical_json(value: Any, *, orjson_exact: bool | None = None) -> bytes:
 class _Checker:
     """Collects FieldErrors while an event is walked once."""
 
-    __slots__ = ("errors", "orjson_exact")
+    __slots__ = ("errors", "omitted", "orjson_exact")
 
     def __init__(self) -> None:
         self.errors: list[FieldError] = []
+        self.omitted = 0  # problems found beyond MAX_ERRORS
         # False once a value is seen whose orjson encoding differs from RFC 8785 (a float, or a
         # key above U+FFFF); fixed-shape fields hold only strings, so metadata decides this.
         self.orjson_exact = True
 
     def add(self, path: str, message: str) -> None:
-        self.errors.append(FieldError(path, message))
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(FieldError(path, message))
+        else:
+            self.omitted += 1
 
     def string(
         self,
@@ -386,7 +413,11 @@ class _Checker:
     def unknown(self, obj: dict[str, Any], allowed: frozenset[str], path: str) -> None:
         for key in obj:
             if key not in allowed:
-                where = f"{path}.{key}" if path else str(key)
+                if len(self.errors) >= MAX_ERRORS:  # counted only: skip building the message
+                    self.omitted += 1
+                    continue
+                name = key if len(key) <= 64 else key[:64] + "…"
+                where = f"{path}.{name}" if path else name
                 self.add(
                     where,
                     f"is not a known field; allowed fields are {', '.join(sorted(allowed))}"
@@ -620,7 +651,7 @@ def check_event(
         _check_json_value(c, metadata, "metadata", 1, limits)
 
     if c.errors:
-        raise EventValidationError(c.errors)
+        raise EventValidationError(c.errors, c.omitted)
 
     assert occurred is not None and action is not None and actor is not None
     event: dict[str, Any] = {
