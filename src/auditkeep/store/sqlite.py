@@ -406,7 +406,8 @@ class SQLiteStore:
         return key if key is not None and key.tenant_id == tenant_id else None
 
     def key_revision(self) -> int:
-        row = self._reader().execute("SELECT revision FROM key_revision").fetchone()
+        with self._reader() as conn:
+            row = conn.execute("SELECT revision FROM key_revision").fetchone()
         return int(row[0])
 
     # -- events ----------------------------------------------------------------------------
