@@ -378,6 +378,24 @@ class PgCluster:
         with contextlib.suppress(FileNotFoundError):
             (self.data / "postmaster.pid").unlink()
 
+    def pause(self) -> None:
+        """A hung server: SIGSTOP the postmaster and every process it started. The kernel still
+        accepts TCP connections and acknowledges data for it, but nothing answers: a client
+        waits for ever unless it gives up by itself. :meth:`resume` (SIGCONT) or :meth:`kill`."""
+        self._signal_all(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, signum: int) -> None:
+        pid = self.pid
+        if pid is None:
+            raise PgError(f"{self.name} is not running")
+        for victim in [pid, *_children(pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signum)
+
     def restart(self, timeout: float = 30.0) -> None:
         self.stop()
         self.start(timeout)
