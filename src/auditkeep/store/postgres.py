@@ -430,16 +430,27 @@ def _cut(conn: Connection) -> None:
             sock.close()
 
 
-def _unreplicated(notices: Sequence[pg_errors.Diagnostic]) -> bool:
-    """Whether COMMIT warned that it did not wait for the synchronous standby: PostgreSQL
-    reports a cancelled wait ("canceling wait for synchronous replication ...", "The transaction
-    has already committed locally, but might not have been replicated") as a WARNING with the
-    generic SQLSTATE 01000 (checked without relying on the message's language)."""
-    return any(
-        n.severity_nonlocalized == "WARNING"
-        and (n.sqlstate == "01000" or "synchronous replication" in (n.message_primary or ""))
-        for n in notices
-    )
+class _Notices:
+    """A notice handler that keeps (severity, SQLSTATE, message) of each notice. (A
+    Diagnostic must be read inside the handler: its result is freed afterwards.)"""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str | None, str | None, str | None]] = []
+
+    def __call__(self, diag: pg_errors.Diagnostic) -> None:
+        self.seen.append((diag.severity_nonlocalized, diag.sqlstate, diag.message_primary))
+
+    def unreplicated(self) -> bool:
+        """Whether COMMIT warned that it did not wait for the synchronous standby: PostgreSQL
+        reports a cancelled wait ("canceling wait for synchronous replication ...", "The
+        transaction has already committed locally, but might not have been replicated") as a
+        WARNING with the generic SQLSTATE 01000 (checked without relying on the language of
+        the message)."""
+        return any(
+            severity == "WARNING"
+            and (sqlstate == "01000" or "synchronous replication" in (message or ""))
+            for severity, sqlstate, message in self.seen
+        )
 
 
 # -- fencing: refuse a database behind what this node has seen --------------------------------
@@ -767,14 +778,14 @@ class PostgresStore:
         standby to have everything up to it)."""
         with self._errors():
             conn, watch = self._checkout(begin, self.write_timeout)
-            notices: list[pg_errors.Diagnostic] = []
+            notices = _Notices()
             try:
                 yield conn
-                conn.add_notice_handler(notices.append)
+                conn.add_notice_handler(notices)
                 try:
                     conn.execute("COMMIT")
                 finally:
-                    conn.remove_notice_handler(notices.append)
+                    conn.remove_notice_handler(notices)
             except BaseException as exc:
                 if watch.fired:
                     raise self._abandoned(self.write_timeout, "database_write_timeout") from None
@@ -785,7 +796,7 @@ class PostgresStore:
             finally:
                 self._watchdog.disarm(watch)
                 self._pool.putconn(conn)
-            if _unreplicated(notices):
+            if notices.unreplicated():
                 raise StoreUnavailable(
                     "not replicated, retry: PostgreSQL committed this write on the primary, but "
                     "its wait for the synchronous standby was cancelled (pg_cancel_backend, "
