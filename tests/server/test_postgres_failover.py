@@ -671,8 +671,9 @@ def test_sigterm_while_a_commit_hangs_answers_problem_json(
 def test_a_stale_former_primary_is_refused_by_a_restarting_node(
     tmp_path: Path, pg_pair: tuple[PgCluster, PgCluster], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The old primary comes back read-write after a failover, first in the URL: a node that
-    restarts (and the CLI on its data directory) refuses it instead of serving a stale log."""
+    """The old primary comes back read-write after a failover: a node that restarts (and the
+    CLI on its data directory) refuses it instead of serving a stale log. Alone in the URL it
+    is an error; first of several hosts it is skipped for the current primary, loudly."""
     primary, standby = pg_pair
     primary.create_database("auditkeep")
     url = pg.multi_host_url(primary, standby, db="auditkeep")
@@ -695,6 +696,9 @@ def test_a_stale_former_primary_is_refused_by_a_restarting_node(
     assert state["timeline"] == 2 and 300 in state["log_sizes"].values(), state
     primary.start()  # the former primary, read-write on timeline 1, with 100 events
     assert not primary.is_in_recovery()
+
+    stale_url = pg.multi_host_url(primary, db="auditkeep")
+    monkeypatch.setenv(DB_ENV, stale_url)
     out = subprocess.run(
         [*AUDITKEEP, "serve", "--data-dir", str(node.data_dir), "--port", str(free_port())],
         capture_output=True,
@@ -702,14 +706,16 @@ def test_a_stale_former_primary_is_refused_by_a_restarting_node(
         timeout=60,
     )
     assert out.returncode != 0, out.stderr
-    assert "refusing PostgreSQL" in out.stderr and "timeline 1" in out.stderr, out.stderr
-    assert "Traceback" not in out.stderr, out.stderr
+    assert f"refusing PostgreSQL at 127.0.0.1:{primary.port}" in out.stderr, out.stderr
+    assert "timeline 1" in out.stderr and "Traceback" not in out.stderr, out.stderr
     verify = cli("verify", data_dir=node.data_dir, check=False)
     assert verify.returncode != 0 and "refusing PostgreSQL" in verify.stderr, verify.stderr
-    # with the former primary fenced (stopped), the same node starts on the new primary
-    primary.stop()
+
+    monkeypatch.setenv(DB_ENV, url)  # the stale one first, then the current primary
+    node.settings["database_url"] = url
     node.start()
     try:
         assert len(node.events()) == 300
+        assert f"refusing PostgreSQL at 127.0.0.1:{primary.port}" in node.log()
     finally:
         stop_nodes([node])

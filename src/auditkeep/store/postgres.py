@@ -73,7 +73,7 @@ import psycopg
 import psycopg_pool
 from psycopg import errors as pg_errors
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 
 from auditkeep.errors import AuditkeepError, ConfigError, Conflict, StoreError, StoreUnavailable
@@ -120,6 +120,7 @@ _POOL_TIMEOUT = 10.0  # seconds to wait for a pooled connection
 _READY_TIMEOUT = 2.0  # ... for /readyz (also the longest a readiness query may take)
 _DEGRADED_TIMEOUT = 1.5  # ... while the last connection broke and no new one was made since
 _READ_TIMEOUT = 30.0  # a pooled read that takes longer: its connection is abandoned
+_FENCED_FOR = 30.0  # a host refused by the fence is left out of new connections this long
 _RECONNECT_WINDOW = 3.0  # the pool retries a failed connect at most this long, then gives up
 # until the next request asks (psycopg_pool's backoff would otherwise space attempts 1, 2, 4, 8,
 # 16... s apart, and writes would resume long after a promotion)
@@ -520,11 +521,13 @@ class Fence:
         if row[2]:
             rows = conn.execute("SELECT tenant_id, size FROM log_heads")
             heads = {int(t): int(n) for t, n in rows}
+        server = f"{conn.info.host}:{conn.info.port}"
         with self._lock:
             same = self.system is None or self.system == system
             if same and timeline is not None and timeline < self.timeline:
                 raise StaleDatabase(
-                    f"refusing PostgreSQL at {where}: it is on timeline {timeline}, but this node "
+                    f"refusing PostgreSQL at {server} ({where}): it is on timeline {timeline}, "
+                    "but this node "
                     f"has already used timeline {self.timeline} of the same database cluster: it "
                     "is a former primary that came back read-write after a failover. Fence it "
                     "(stop it) and rebuild it as a standby of the new primary (pg_rewind or "
@@ -536,8 +539,9 @@ class Fence:
             if behind:
                 tenant_id, has, seen = behind[0]
                 raise StaleDatabase(
-                    f"refusing PostgreSQL at {where}: tenant {tenant_id}'s log has {has} events "
-                    f"there, but this node has already acknowledged or signed {seen}"
+                    f"refusing PostgreSQL at {server} ({where}): tenant {tenant_id}'s log "
+                    f"has {has} events there, but this node has already acknowledged or "
+                    f"signed {seen}"
                     f"{f' ({len(behind)} tenants are behind)' if len(behind) > 1 else ''}: it is "
                     "a stale former primary or an older backup. Fence it and point database_url "
                     "at the current primary; see docs/operations.md, Fencing. If you restored an "
@@ -611,6 +615,8 @@ class PostgresStore:
         self.fence = Fence(state_path)
         self._healthy = True  # False from a broken connection until a new one is made
         self._refused: str | None = None  # why the last new connection was refused (fencing)
+        self._params = params
+        self._fenced: dict[tuple[str, str], float] = {}  # (host, port) -> refused until
         self._begin_append = _BEGIN
         if durability == "normal":
             # survives a crash of the API node, may lose the last commits if PostgreSQL fails
@@ -621,7 +627,7 @@ class PostgresStore:
         self._partitions_due = 0  # when append should next call ensure_partitions
         self._partitions_lock = threading.Lock()
         self._pool: psycopg_pool.ConnectionPool[Connection] = psycopg_pool.ConnectionPool(
-            url,
+            self._conninfo,
             kwargs=kwargs,
             min_size=1,
             max_size=pool_size,
@@ -643,10 +649,21 @@ class PostgresStore:
 
     def _probe(self, kwargs: dict[str, Any]) -> None:
         """Connect once, so that a wrong URL, password or address is reported now, plainly,
-        rather than as a pool timeout on the first request."""
+        rather than as a pool timeout on the first request. A server the fence refuses is
+        left out (:meth:`_conninfo`) and the next host of the URL tried; if none is left, the
+        refusal is the error."""
         try:
-            with psycopg.connect(self.url, **kwargs) as conn:
-                self.fence.check(conn, self.where)
+            while True:
+                with psycopg.connect(self._conninfo(), **kwargs) as conn:
+                    try:
+                        self.fence.check(conn, self.where)
+                        return
+                    except StaleDatabase as exc:
+                        before = self._conninfo()
+                        self._fence_out(conn)
+                        if self._conninfo() == before:
+                            raise
+                        log.error("%s", exc)
         except StaleDatabase:
             raise
         except psycopg.OperationalError as exc:
@@ -676,6 +693,7 @@ class PostgresStore:
             self._refused = str(exc)
             self._healthy = False
             log.error("%s", exc)
+            self._fence_out(conn)
             conn.close()
             raise
         self._refused = None
@@ -684,6 +702,31 @@ class PostgresStore:
             if row is not None and row[0] in ("off", "local"):
                 conn.execute("SET synchronous_commit = on")
         self._healthy = True
+
+    def _fence_out(self, conn: Connection) -> None:
+        """Leave the server of ``conn`` out of new connections for _FENCED_FOR seconds."""
+        self._fenced[(str(conn.info.host), str(conn.info.port))] = time.monotonic() + _FENCED_FOR
+
+    def _conninfo(self) -> str:
+        """The URL of the next pooled connection: without the hosts the fence refused in the
+        last _FENCED_FOR seconds, so that libpq goes on to the next host of a multi-host URL
+        (the current primary) instead of finding the refused one first again."""
+        now = time.monotonic()
+        self._fenced = {h: until for h, until in self._fenced.items() if until > now}
+        hosts = str(self._params.get("host") or "").split(",")
+        if not self._fenced or len(hosts) < 2 or self._params.get("hostaddr"):
+            return self.url
+        ports = str(self._params.get("port") or "5432").split(",")
+        if len(ports) == 1:
+            ports *= len(hosts)
+        if len(ports) != len(hosts):
+            return self.url
+        keep = [(h, p) for h, p in zip(hosts, ports, strict=True) if (h, p) not in self._fenced]
+        if not keep or len(keep) == len(hosts):
+            return self.url
+        return make_conninfo(
+            self.url, host=",".join(h for h, _ in keep), port=",".join(p for _, p in keep)
+        )
 
     def _wait_timeout(self) -> float:
         """How long a request waits for a pooled connection: briefly while the database is
