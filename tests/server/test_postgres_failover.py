@@ -719,3 +719,37 @@ def test_a_stale_former_primary_is_refused_by_a_restarting_node(
         assert f"refusing PostgreSQL at 127.0.0.1:{primary.port}" in node.log()
     finally:
         stop_nodes([node])
+
+
+def test_readyz_reports_commits_that_keep_timing_out(
+    tmp_path: Path, pg_pair: tuple[PgCluster, PgCluster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the standby gone each commit is abandoned after database_write_timeout (503), so
+    no single commit runs long; /readyz still goes 503 once none has succeeded for
+    ready_commit_timeout, and back to 200 when writes succeed again."""
+    primary, standby = pg_pair
+    primary.create_database("auditkeep")
+    url = pg.multi_host_url(primary, standby, db="auditkeep")
+    monkeypatch.setenv(DB_ENV, url)
+    (node,) = start_nodes(
+        tmp_path, url, count=1, database_write_timeout="1", ready_commit_timeout="2"
+    )
+    try:
+        standby.stop()
+        answers: list[int] = []
+
+        def unready() -> bool:
+            answer, _ = timed_post(node, event(f"x{len(answers)}"))
+            answers.append(answer["status"])
+            return httpx.get(node.url + "/readyz", timeout=READYZ_TIMEOUT).status_code == 503
+
+        wait_until(unready, 20, "/readyz 503 while every commit times out")
+        assert set(answers) == {503}, answers
+        ready = httpx.get(node.url + "/readyz", timeout=READYZ_TIMEOUT)
+        assert "no commit has succeeded" in ready.json()["detail"], ready.text
+        standby.start()
+        pg.wait_for_standby(primary, standby)
+        wait_until(lambda: timed_post(node, event("after"))[0]["status"] in (200, 201), 20, "ack")
+        wait_for_readyz([node], 200, 10)
+    finally:
+        stop_nodes([node])
