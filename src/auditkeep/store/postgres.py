@@ -26,9 +26,9 @@ Why it looks the way it does:
   ``event_ids`` table, which also holds the SHA-256 of the event's canonical content.
 * **Connections** come from a ``psycopg_pool.ConnectionPool`` of autocommit connections:
   single-statement reads need no BEGIN/COMMIT; writes and :meth:`PostgresStore.snapshot` open
-  explicit transactions. After a broken connection the pool's idle connections are checked (a
-  failover kills them all); a read, or a transaction whose BEGIN found its connection dead, is
-  retried once on a fresh one.
+  explicit transactions. After a broken connection the pool's idle connections are dropped
+  untested (a failover kills them all; testing one on a hung server would hang); a read, or a
+  transaction whose BEGIN found its connection dead, is retried once on a fresh one.
 * **A primary that stops answering** (hung, stopped, behind a network black hole) does not hold
   a writer for ever: every write transaction runs under a watchdog (``write_timeout``) that shuts
   the connection's socket down when it is overdue; the write then fails as unknown (503, retry
