@@ -707,6 +707,11 @@ class PostgresStore:
         """Leave the server of ``conn`` out of new connections for _FENCED_FOR seconds."""
         self._fenced[(str(conn.info.host), str(conn.info.port))] = time.monotonic() + _FENCED_FOR
 
+    def conninfo(self) -> str:
+        """The URL for a further connection to this store's database (verification workers):
+        without a host the fence refused. Secret: it holds the password."""
+        return self._conninfo()
+
     def _conninfo(self) -> str:
         """The URL of the next pooled connection: without the hosts the fence refused in the
         last _FENCED_FOR seconds, so that libpq goes on to the next host of a multi-host URL
