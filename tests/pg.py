@@ -2,8 +2,8 @@
 
 - :class:`PgCluster` is one cluster in a directory of its own: ``initdb`` (trust for
   127.0.0.1, a superuser ``postgres``, a password user ``auditkeep`` for wrong-password tests, a
-  ``replicator`` role), start/stop/kill/restart, URLs, ``psql`` and ``execute`` helpers, and
-  databases made and dropped per test.
+  ``replicator`` role), start/stop/kill/restart, pause/resume (SIGSTOP/SIGCONT: a hung
+  server), URLs, ``psql`` and ``execute`` helpers, and databases made and dropped per test.
 - :func:`replicated_pair` makes a primary and a streaming standby with *synchronous*
   replication (an acknowledged COMMIT is on both), and :func:`promote` turns the standby into
   the new primary the way a failover manager does.
