@@ -617,6 +617,7 @@ class PostgresStore:
         self._refused: str | None = None  # why the last new connection was refused (fencing)
         self._params = params
         self._fenced: dict[tuple[str, str], float] = {}  # (host, port) -> refused until
+        self._suspect: dict[tuple[str, str], float] = {}  # (host, port) -> tried last until
         self._begin_append = _BEGIN
         if durability == "normal":
             # survives a crash of the API node, may lose the last commits if PostgreSQL fails
@@ -713,24 +714,30 @@ class PostgresStore:
         return self._conninfo()
 
     def _conninfo(self) -> str:
-        """The URL of the next pooled connection: without the hosts the fence refused in the
-        last _FENCED_FOR seconds, so that libpq goes on to the next host of a multi-host URL
-        (the current primary) instead of finding the refused one first again."""
+        """The URL of the next new connection. With several hosts, those the fence refused in
+        the last _FENCED_FOR seconds are left out (so libpq goes on to the current primary
+        instead of finding the refused one first again), and those whose connection the
+        watchdog cut are tried last (a hung primary accepts TCP and costs a whole connect
+        timeout; a merely slow one is still reached after the others)."""
         now = time.monotonic()
         self._fenced = {h: until for h, until in self._fenced.items() if until > now}
+        self._suspect = {h: until for h, until in self._suspect.items() if until > now}
         hosts = str(self._params.get("host") or "").split(",")
-        if not self._fenced or len(hosts) < 2 or self._params.get("hostaddr"):
+        if not (self._fenced or self._suspect) or len(hosts) < 2 or self._params.get("hostaddr"):
             return self.url
         ports = str(self._params.get("port") or "5432").split(",")
         if len(ports) == 1:
             ports *= len(hosts)
         if len(ports) != len(hosts):
             return self.url
-        keep = [(h, p) for h, p in zip(hosts, ports, strict=True) if (h, p) not in self._fenced]
-        if not keep or len(keep) == len(hosts):
+        listed = list(zip(hosts, ports, strict=True))
+        usable = [h for h in listed if h not in self._fenced] or listed
+        ordered = [h for h in usable if h not in self._suspect]
+        ordered += [h for h in usable if h in self._suspect]
+        if ordered == listed:
             return self.url
         return make_conninfo(
-            self.url, host=",".join(h for h, _ in keep), port=",".join(p for _, p in keep)
+            self.url, host=",".join(h for h, _ in ordered), port=",".join(p for _, p in ordered)
         )
 
     def _wait_timeout(self) -> float:
@@ -746,7 +753,13 @@ class PostgresStore:
         with contextlib.suppress(psycopg_pool.PoolClosed):
             self._pool.drain()
 
-    def _abandoned(self, seconds: float, setting: str) -> StoreUnavailable:
+    def _abandoned(self, conn: Connection, seconds: float, setting: str) -> StoreUnavailable:
+        """The error for a connection the watchdog cut. Its server is tried last by new
+        connections for a while (:meth:`_conninfo`): if it hangs, a promoted standby later in
+        the URL is found without first waiting out a connect timeout at the hung one."""
+        with contextlib.suppress(psycopg.Error):
+            server = (str(conn.info.host), str(conn.info.port))
+            self._suspect[server] = time.monotonic() + _FENCED_FOR
         self._lost()
         return StoreUnavailable(
             f"PostgreSQL at {self.where} did not answer within {seconds:g} s ({setting}): the "
@@ -804,7 +817,7 @@ class PostgresStore:
                         return conn.execute(query, params).fetchall()
                     except psycopg.OperationalError:
                         if watch.fired:
-                            raise self._abandoned(_READ_TIMEOUT, "read timeout") from None
+                            raise self._abandoned(conn, _READ_TIMEOUT, "read timeout") from None
                         if attempt or not conn.broken:
                             raise
                 self._lost()  # a failover breaks every idle connection: replace them
@@ -836,7 +849,8 @@ class PostgresStore:
                     conn.remove_notice_handler(notices)
             except BaseException as exc:
                 if watch.fired:
-                    raise self._abandoned(self.write_timeout, "database_write_timeout") from None
+                    setting = "database_write_timeout"
+                    raise self._abandoned(conn, self.write_timeout, setting) from None
                 _rollback(conn)
                 if isinstance(exc, psycopg.OperationalError) and conn.broken:
                     self._lost()
@@ -869,7 +883,7 @@ class PostgresStore:
                 broken = conn.broken
                 self._pool.putconn(conn)
                 if watch.fired:
-                    raise self._abandoned(timeout, "database_write_timeout") from None
+                    raise self._abandoned(conn, timeout, "database_write_timeout") from None
                 if attempt or not broken:
                     raise
                 self._lost()
@@ -1003,7 +1017,7 @@ class PostgresStore:
                 ).fetchone()
             except psycopg.OperationalError:
                 if watch.fired:
-                    raise self._abandoned(_READY_TIMEOUT, "readiness probe") from None
+                    raise self._abandoned(conn, _READY_TIMEOUT, "readiness probe") from None
                 if conn.broken:
                     self._lost()
                 raise
