@@ -881,9 +881,14 @@ class PostgresStore:
             except psycopg.OperationalError:
                 self._watchdog.disarm(watch)
                 broken = conn.broken
+                abandoned = (
+                    self._abandoned(conn, timeout, "database_write_timeout")
+                    if watch.fired
+                    else None
+                )
                 self._pool.putconn(conn)
-                if watch.fired:
-                    raise self._abandoned(conn, timeout, "database_write_timeout") from None
+                if abandoned is not None:
+                    raise abandoned from None
                 if attempt or not broken:
                     raise
                 self._lost()
