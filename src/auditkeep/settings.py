@@ -50,7 +50,8 @@ SETTINGS: tuple[Setting, ...] = (
         "database_write_timeout",
         float,
         5.0,
-        "Seconds a PostgreSQL write transaction (an ingest group commit included) may take "
+        "Seconds a PostgreSQL write transaction (an ingest group commit included; schema "
+        "migrations excepted) may take "
         "before the node abandons its connection and answers 503: a primary that stops "
         "answering (hung, network black hole) cannot hold writes for longer. The outcome of "
         "such a write is unknown, and clients retry it with the same event ids, which is safe. "

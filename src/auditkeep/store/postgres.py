@@ -115,6 +115,7 @@ _LOCK_KEY = 0x6175_6469_746B_6570  # pg_advisory_xact_lock key of schema changes
 _PARTITION_MONTHS = 3  # the current month and the next two
 _PARTITIONED = ("events", "event_targets")
 _PARTITION_LOCK_TIMEOUT = "2s"  # ATTACH PARTITION waits (and delays readers) at most this
+_PARTITION_WRITE_TIMEOUT = 60.0  # the watchdog's deadline for making partitions
 _PARTITION_RETRY_US = 60 * 1_000_000  # after a failed ensure_partitions, try again this late
 _POOL_TIMEOUT = 10.0  # seconds to wait for a pooled connection
 _READY_TIMEOUT = 2.0  # ... for /readyz (also the longest a readiness query may take)
@@ -840,17 +841,20 @@ class PostgresStore:
         return rows[0] if rows else None
 
     @contextlib.contextmanager
-    def _transaction(self, begin: str = _BEGIN) -> Iterator[Connection]:
+    def _transaction(
+        self, begin: str = _BEGIN, *, timeout: float | None = None
+    ) -> Iterator[Connection]:
         """One read-write transaction on a pooled connection, committed on success.
 
-        It runs under the watchdog: past ``write_timeout`` the connection is cut and the
-        transaction fails as unknown. A COMMIT that warns that its wait for the synchronous
-        standby was cancelled fails too: it is committed on the primary only, and a failover
-        may lose it, so it must not be acknowledged (the client's retry then finds it as a
-        duplicate, and its own COMMIT, which writes WAL because it locks rows, waits for the
-        standby to have everything up to it)."""
+        It runs under the watchdog: past ``timeout`` seconds (default ``write_timeout``; 0: no
+        limit) the connection is cut and the transaction fails as unknown. A COMMIT that warns
+        that its wait for the synchronous standby was cancelled fails too: it is committed on
+        the primary only, and a failover may lose it, so it must not be acknowledged (the
+        client's retry then finds it as a duplicate, and its own COMMIT, which writes WAL
+        because it locks rows, waits for the standby to have everything up to it)."""
+        limit = self.write_timeout if timeout is None else timeout
         with self._errors():
-            conn, watch = self._checkout(begin, self.write_timeout)
+            conn, watch = self._checkout(begin, limit)
             notices = _Notices()
             try:
                 yield conn
@@ -862,7 +866,7 @@ class PostgresStore:
             except BaseException as exc:
                 if watch.fired:
                     setting = "database_write_timeout"
-                    raise self._abandoned(conn, self.write_timeout, setting) from None
+                    raise self._abandoned(conn, limit, setting) from None
                 _rollback(conn)
                 if isinstance(exc, psycopg.OperationalError) and conn.broken:
                     self._lost()
@@ -916,7 +920,9 @@ class PostgresStore:
         (:meth:`ensure_partitions`)."""
         known = _migrations()
         newest = max(number for number, _ in known)
-        with self._transaction() as conn:
+        # no deadline: a migration may build Merkle trees over millions of events, and nodes
+        # starting together wait here for the one that migrates
+        with self._transaction(timeout=0) as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             # the one table whose primary key is not led by tenant_id: it describes the database
             conn.execute(
@@ -980,7 +986,9 @@ class PostgresStore:
         )
         if row is None or not row[0]:
             return []
-        with self._transaction() as conn:
+        # a longer deadline than a write's: rows caught by the DEFAULT partition are moved
+        deadline = max(_PARTITION_WRITE_TIMEOUT, self.write_timeout) if self.write_timeout else 0
+        with self._transaction(timeout=deadline) as conn:
             conn.execute("SELECT set_config('lock_timeout', %s, true)", (_PARTITION_LOCK_TIMEOUT,))
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             made = _create_partitions(conn, months)
