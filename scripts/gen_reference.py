@@ -38,8 +38,11 @@ def configuration_md() -> str:
         )
     lines += [
         "",
-        "The CLI also reads `AUDITKEEP_URL` and `AUDITKEEP_KEY` (act on a running server) and",
-        "`AUDITKEEP_DATA_DIR` (act on a data directory); see [cli.md](cli.md).",
+        "The CLI also reads `AUDITKEEP_URL` and `AUDITKEEP_KEY` (act on a running server), and",
+        "`AUDITKEEP_DATA_DIR` and `AUDITKEEP_DATABASE_URL` (act on the store directly, without a",
+        "server: the SQLite store in the data directory, or the PostgreSQL database; every",
+        "command that opens the store also takes `--database-url`, `auditkeep migrate` included);",
+        "see [cli.md](cli.md).",
         "",
     ]
     return "\n".join(lines)

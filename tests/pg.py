@@ -2,8 +2,8 @@
 
 - :class:`PgCluster` is one cluster in a directory of its own: ``initdb`` (trust for
   127.0.0.1, a superuser ``postgres``, a password user ``auditkeep`` for wrong-password tests, a
-  ``replicator`` role), start/stop/kill/restart, URLs, ``psql`` and ``execute`` helpers, and
-  databases made and dropped per test.
+  ``replicator`` role), start/stop/kill/restart, pause/resume (SIGSTOP/SIGCONT: a hung
+  server), URLs, ``psql`` and ``execute`` helpers, and databases made and dropped per test.
 - :func:`replicated_pair` makes a primary and a streaming standby with *synchronous*
   replication (an acknowledged COMMIT is on both), and :func:`promote` turns the standby into
   the new primary the way a failover manager does.
@@ -377,6 +377,24 @@ class PgCluster:
         # PID 1 may be slow to), postgres would still see that pid "alive" and refuse to start.
         with contextlib.suppress(FileNotFoundError):
             (self.data / "postmaster.pid").unlink()
+
+    def pause(self) -> None:
+        """A hung server: SIGSTOP the postmaster and every process it started. The kernel still
+        accepts TCP connections and acknowledges data for it, but nothing answers: a client
+        waits for ever unless it gives up by itself. :meth:`resume` (SIGCONT) or :meth:`kill`."""
+        self._signal_all(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, signum: int) -> None:
+        pid = self.pid
+        if pid is None:
+            raise PgError(f"{self.name} is not running")
+        for victim in [pid, *_children(pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signum)
 
     def restart(self, timeout: float = 30.0) -> None:
         self.stop()

@@ -53,8 +53,8 @@ OPERATOR_KEY_FILE = "operator-key.txt"
 class Local:
     """Acts on a data directory through the core (no writer thread needed for admin)."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.core = Core(Config.load({"data_dir": data_dir}))
+    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
+        self.core = Core(Config.load({"data_dir": data_dir, "database_url": database_url}))
 
     def close(self) -> None:
         self.core.close()
@@ -380,8 +380,34 @@ def _tenant_json(t: Tenant) -> dict[str, Any]:
     return {"slug": t.slug, "name": t.name, "created_at": format_timestamp(t.created_at)}
 
 
+_DATABASE_URL_META = "auditkeep.database_url"
+_DATABASE_URL_HELP = (
+    "The PostgreSQL store, as `serve --database-url` uses it (env AUDITKEEP_DATABASE_URL; "
+    "several API nodes share it). The data directory then holds only keys/ and the node's "
+    "postgres-state.json. Without it: the SQLite store in the data directory."
+)
+
+
+def database_url_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--database-url (env AUDITKEEP_DATABASE_URL) for commands that open the store
+    themselves; kept in the click context for :func:`_run` rather than passed to each."""
+
+    def keep(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+        ctx.meta[_DATABASE_URL_META] = value or None
+
+    return click.option(
+        "--database-url",
+        envvar="AUDITKEEP_DATABASE_URL",
+        expose_value=False,
+        callback=keep,
+        help=_DATABASE_URL_HELP,
+    )(fn)
+
+
 def target_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--data-dir / --server / --key, shared by every command that reads or manages data."""
+    """--data-dir / --database-url / --server / --key, shared by every command that reads or
+    manages data."""
+    fn = database_url_option(fn)
     fn = click.option(
         "--key", envvar="AUDITKEEP_KEY", help="API key for --server (env AUDITKEEP_KEY)."
     )(fn)
@@ -404,7 +430,8 @@ def target_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def open_backend(data_dir: Path, server: str | None, key: str | None) -> Backend:
     if server:
         return Remote(server, key)
-    return Local(data_dir)
+    ctx = click.get_current_context(silent=True)
+    return Local(data_dir, ctx.meta.get(_DATABASE_URL_META) if ctx is not None else None)
 
 
 def _run(data_dir: Path, server: str | None, key: str | None, fn: Callable[[Backend], Any]) -> Any:
@@ -681,16 +708,26 @@ def _version() -> str:
 @click.option(
     "--data-dir",
     envvar="AUDITKEEP_DATA_DIR",
-    default=DEFAULT_DATA_DIR,
-    show_default=True,
     type=click.Path(file_okay=False, path_type=Path),
+    help="The SQLite store's data directory (env AUDITKEEP_DATA_DIR); with --database-url, "
+    "optional: a node's data directory, whose postgres-state.json is then checked too.",
 )
-def migrate(data_dir: Path) -> None:
-    """Apply pending schema migrations to a data directory."""
+@click.option("--database-url", envvar="AUDITKEEP_DATABASE_URL", help=_DATABASE_URL_HELP)
+def migrate(data_dir: Path | None, database_url: str | None) -> None:
+    """Apply pending schema migrations: to the SQLite store of --data-dir, or to the
+    PostgreSQL database of --database-url. One of them is required."""
     from auditkeep.store import open_store
 
+    if data_dir is None and not database_url:
+        raise click.UsageError(
+            "say which store to migrate: --data-dir DIR (SQLite) or --database-url URL "
+            "(PostgreSQL), or set AUDITKEEP_DATA_DIR / AUDITKEEP_DATABASE_URL"
+        )
+    settings: dict[str, Any] = {"database_url": database_url}
+    if data_dir is not None:
+        settings["data_dir"] = data_dir
     try:
-        store = open_store(Config.load({"data_dir": data_dir}))
+        store = open_store(Config.load(settings), data_dir=data_dir is not None)
         version = store.migrate()
         store.close()
     except AuditkeepError as exc:
@@ -1458,6 +1495,7 @@ def log_key(as_json: bool, data_dir: Path, server: str | None, key: str | None) 
     show_default=True,
     type=click.Path(file_okay=False, path_type=Path),
 )
+@database_url_option
 def log_rotate_key(data_dir: Path) -> None:
     """Make a new checkpoint signing key. The previous key keeps co-signing checkpoints until
     `auditkeep log retire-key`, so verifiers and witnesses pinned to it learn the new one."""
@@ -1485,6 +1523,7 @@ def log_rotate_key(data_dir: Path) -> None:
     show_default=True,
     type=click.Path(file_okay=False, path_type=Path),
 )
+@database_url_option
 def log_retire_key(data_dir: Path) -> None:
     """Stop co-signing with the previous key(s) and delete their private key files."""
 

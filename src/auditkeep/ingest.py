@@ -38,6 +38,7 @@ class _Job:
 
 
 _STOP = object()
+_STALL_MEMORY = 10.0  # seconds a failed commit keeps counting towards stalled_seconds
 
 
 class GroupCommitWriter:
@@ -62,13 +63,24 @@ class GroupCommitWriter:
         self._stopped = False
         self._listeners: list[Callable[[set[int]], None]] = []
         self._commit_started: float | None = None  # monotonic time of the commit in progress
+        self._failing_since: float | None = None  # start of the first commit since a success
+        self._failed_at = 0.0  # when the last commit failed
 
     @property
     def stalled_seconds(self) -> float:
-        """How long the commit in progress has run (0 when none is): a commit that does not
-        return (PostgreSQL waiting for a synchronous standby that is gone) shows here."""
-        started = self._commit_started
-        return 0.0 if started is None else time.monotonic() - started
+        """How long the writer has gone without a successful commit while trying (0 when it is
+        not trying, or the last commit succeeded): a commit that does not return (PostgreSQL
+        waiting for a synchronous standby that is gone), or a run of commits that each fail
+        (abandoned after database_write_timeout), shows here. A failure older than
+        _STALL_MEMORY with nothing tried since no longer counts: a node taken out of the load
+        balancer gets no writes that could succeed, and must be able to look ready again."""
+        since = self._failing_since
+        if since is None:
+            return 0.0
+        now = time.monotonic()
+        if self._commit_started is None and now - self._failed_at > _STALL_MEMORY:
+            return 0.0
+        return now - since
 
     def on_commit(self, listener: Callable[[set[int]], None]) -> None:
         """Call ``listener(tenant_ids)`` from the writer thread after each commit that wrote
@@ -157,10 +169,13 @@ class GroupCommitWriter:
     def _commit(self, jobs: list[_Job], count: int) -> None:
         started = time.perf_counter()
         self._commit_started = time.monotonic()
+        if self._failing_since is None or (self._commit_started - self._failed_at > _STALL_MEMORY):
+            self._failing_since = self._commit_started
         try:
             results = self._store.append([TenantAppend(j.tenant_id, j.events) for j in jobs])
         except Exception as exc:
             self._commit_started = None
+            self._failed_at = time.monotonic()
             self._metrics.writer_failures.inc()
             if len(jobs) > 1 and not isinstance(exc, StoreUnavailable):
                 log.warning("group commit failed; retrying requests one by one", exc_info=exc)
@@ -174,6 +189,7 @@ class GroupCommitWriter:
                 _call(job.done, None, error)
             return
         self._commit_started = None
+        self._failing_since = None
         self._metrics.writer_commit_seconds.observe(time.perf_counter() - started)
         self._metrics.writer_batch_events.observe(count)
         self._finish(jobs, count)

@@ -62,6 +62,17 @@ SETTINGS: tuple[Setting, ...] = (
         "SQLite its read connections (shared by every thread, plus the one write "
         "connection).",
     ),
+    Setting(
+        "database_write_timeout",
+        float,
+        5.0,
+        "Seconds a PostgreSQL write transaction (an ingest group commit included; schema "
+        "migrations excepted) may take "
+        "before the node abandons its connection and answers 503: a primary that stops "
+        "answering (hung, network black hole) cannot hold writes for longer. The outcome of "
+        "such a write is unknown, and clients retry it with the same event ids, which is safe. "
+        "0 waits for ever.",
+    ),
     Setting("host", str, "127.0.0.1", "Address the HTTP server binds to."),
     Setting("port", int, 8080, "TCP port the HTTP server listens on (0 picks a free one)."),
     Setting(
@@ -234,6 +245,7 @@ class Config:
     data_dir: Path = Path("./auditkeep-data")
     database_url: str = ""
     database_pool_size: int = 10
+    database_write_timeout: float = 5.0
     host: str = "127.0.0.1"
     port: int = 8080
     durability: str = "full"

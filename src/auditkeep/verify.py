@@ -951,7 +951,8 @@ def stored_log_input(
             after = batch[-1].size
         node_count = tenant_log.node_count()
     return StoredLogInput(
-        locator=str(store.path) if isinstance(store, SQLiteStore) else store.url,
+        # (PostgreSQL: without a host the fence refused, as the store's own connections)
+        locator=str(store.path) if isinstance(store, SQLiteStore) else store.conninfo(),
         postgres=not isinstance(store, SQLiteStore),
         tenant_id=tenant.tenant_id,
         tenant=tenant.slug,

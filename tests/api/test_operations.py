@@ -78,13 +78,14 @@ async def test_readyz_reports_503_while_a_commit_is_stuck(app: App) -> None:
     # commits never return
     import time
 
-    app.core.writer._commit_started = time.monotonic() - 60
+    writer = app.core.writer
+    writer._commit_started = writer._failing_since = time.monotonic() - 60
     try:
         r = await app.client.get("/readyz")
         assert r.status_code == 503 and "synchronous standby" in r.json()["detail"]
         assert r.headers["retry-after"]
     finally:
-        app.core.writer._commit_started = None
+        writer._commit_started = writer._failing_since = None
     assert (await app.client.get("/readyz")).status_code == 200
 
 

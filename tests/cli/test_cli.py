@@ -9,13 +9,19 @@ import re
 import select
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests import pg
 from tests.conftest import AUDITKEEP, LiveServer, cli, event, free_port
+
+pg_database_url = pg.pg_database_url  # the harness's fixture, bound by name
+
+pg_database_url = pg.pg_database_url  # the harness's fixture, bound by name
 
 
 def test_tenants_and_keys_on_a_data_directory(tmp_path: Path) -> None:
@@ -206,3 +212,42 @@ def test_first_start_on_a_terminal_shows_the_operator_key(tmp_path: Path) -> Non
         proc.kill()
         proc.wait(timeout=30)
         os.close(leader)
+
+
+def test_commands_take_the_postgresql_store_by_flag_or_environment(
+    tmp_path: Path, pg_database_url: str
+) -> None:
+    """`migrate --database-url` (no data directory made), the store commands with
+    --database-url or AUDITKEEP_DATABASE_URL, and `migrate` with neither is an error."""
+    auditkeep = [sys.executable, "-m", "auditkeep.cli"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITKEEP_")}
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*auditkeep, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            env={**env, **extra},
+        )
+
+    bare = run("migrate")
+    assert bare.returncode == 2 and "--database-url" in bare.stderr, bare.stderr
+    assert not (tmp_path / "auditkeep-data").exists()
+
+    migrated = run("migrate", "--database-url", pg_database_url)
+    assert migrated.returncode == 0 and "schema is at version" in migrated.stdout, migrated.stderr
+    assert not (tmp_path / "auditkeep-data").exists()
+
+    data = str(tmp_path / "node")
+    made = run("tenants", "create", "acme", "--data-dir", data, "--database-url", pg_database_url)
+    assert made.returncode == 0, made.stderr
+    listed = run(
+        "tenants", "list", "--json", "--data-dir", data, AUDITKEEP_DATABASE_URL=pg_database_url
+    )
+    assert [t["slug"] for t in json.loads(listed.stdout)] == ["acme"], listed.stderr
+    assert not (tmp_path / "node" / "auditkeep.db").exists()  # nothing went to SQLite
+    for command in (["migrate"], ["tenants", "list"], ["verify"], ["log", "rotate-key"]):
+        shown = run(*command, "--help").stdout
+        assert "--database-url" in shown and "AUDITKEEP_DATABASE_URL" in shown, command

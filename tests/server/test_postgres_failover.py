@@ -7,8 +7,10 @@ tests/pg.py on loopback. The nodes share the database and a copy of the first no
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -34,8 +36,8 @@ pg_database_url = pg.pg_database_url
 pg_pair = pg.pg_pair
 
 DB_ENV = "AUDITKEEP_DATABASE_URL"
-# A readiness probe must answer, 200 or 503, within this (a load balancer's probe timeout).
-# (The PostgreSQL store currently takes ~15 s to answer 503 while no server is reachable.)
+# A readiness probe must answer, 200 or 503, within this (generous: the store answers 503
+# within about 2 s while no server is reachable).
 READYZ_TIMEOUT = 30.0
 FAST_SDK: dict[str, Any] = {
     "retry_base": 0.02,
@@ -479,3 +481,275 @@ def test_serve_with_an_unusable_database_exits_with_a_clear_message(
         assert "password" in out.stderr.lower() or "authentication" in out.stderr.lower()
     assert secret not in out.stderr + out.stdout
     assert "Traceback" not in out.stderr, out.stderr
+
+
+# -- the last ways an acknowledged event could be lost, hidden or stuck (issue 17) -----------
+
+
+def wait_for_sync_rep_wait(primary: PgCluster, timeout: float = 10.0) -> int:
+    """The pid of the backend whose COMMIT waits for the synchronous standby."""
+    found: list[int] = []
+
+    def waiting() -> bool:
+        rows = primary.execute(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND datname = %s",
+            ["auditkeep"],
+        )
+        found[:] = [int(r[0]) for r in rows]
+        return bool(found)
+
+    wait_until(waiting, timeout, "a COMMIT waiting for the synchronous standby")
+    return found[0]
+
+
+def post_in_thread(
+    node: LiveServer, body: dict[str, Any]
+) -> tuple[threading.Thread, dict[str, Any]]:
+    """POST ``body`` from a thread; the answer (status, headers, body) lands in the dict."""
+    answer: dict[str, Any] = {}
+
+    def post() -> None:
+        try:
+            r = httpx.post(
+                node.url + "/v1/events",
+                json=body,
+                headers={"Authorization": f"Bearer {node.write_key}"},
+                timeout=90,
+            )
+            answer.update(status=r.status_code, headers=r.headers, text=r.text)
+        except httpx.HTTPError as exc:
+            answer["error"] = repr(exc)
+
+    thread = threading.Thread(target=post, daemon=True)
+    thread.start()
+    return thread, answer
+
+
+def assert_problem_503(answer: dict[str, Any], *words: str) -> dict[str, Any]:
+    assert answer.get("status") == 503, answer
+    assert answer["headers"]["content-type"] == "application/problem+json", answer
+    assert int(answer["headers"]["retry-after"]) >= 1, answer
+    problem: dict[str, Any] = json.loads(answer["text"])
+    assert problem["status"] == 503
+    for word in words:
+        assert word in problem["detail"], problem
+    return problem
+
+
+def timed_post(node: LiveServer, body: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    started = time.monotonic()
+    r = httpx.post(
+        node.url + "/v1/events",
+        json=body,
+        headers={"Authorization": f"Bearer {node.write_key}"},
+        timeout=30,
+    )
+    answer = {"status": r.status_code, "headers": r.headers, "text": r.text}
+    return answer, time.monotonic() - started
+
+
+def test_a_cancelled_synchronous_wait_is_not_acknowledged_and_no_primary_answers_fast(
+    tmp_path: Path, pg_pair: tuple[PgCluster, PgCluster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A COMMIT whose wait for the synchronous standby is cancelled is committed on the
+    primary only: the node answers 503 "not replicated", the primary dies, the promoted standby
+    never had the event, and the client's retry stores it once. While no primary exists,
+    POSTs answer 503 with Retry-After within 3 s."""
+    primary, standby = pg_pair
+    primary.create_database("auditkeep")
+    url = pg.multi_host_url(primary, standby, db="auditkeep")
+    monkeypatch.setenv(DB_ENV, url)
+    # a long write timeout: the cancel, not the watchdog, must be what ends the wait
+    (node,) = start_nodes(tmp_path, url, count=1, database_write_timeout="60")
+    headers = {"Authorization": f"Bearer {node.write_key}"}
+    try:
+        first = httpx.post(node.url + "/v1/events", json=event(1), headers=headers, timeout=30)
+        assert first.status_code == 201, first.text
+        standby.stop()
+        waiting, answer = post_in_thread(node, event(2))
+        backend = wait_for_sync_rep_wait(primary)
+        assert primary.scalar("SELECT pg_cancel_backend(%s)", [backend]) is True
+        waiting.join(30)
+        assert not waiting.is_alive()
+        assert_problem_503(answer, "not replicated")
+        # the event is committed on the primary alone; then the primary is lost
+        assert primary.scalar("SELECT count(*) FROM event_ids", db="auditkeep") == 2
+        primary.kill()
+        standby.start()  # in recovery, its primary gone: no primary at all
+        latencies = []
+        for n in range(3):
+            answer, took = timed_post(node, event(f"none-{n}"))
+            assert_problem_503(answer)
+            latencies.append(round(took, 2))
+        assert max(latencies) < 3.0, latencies
+        pg.promote(standby)
+        promoted = time.monotonic()
+        wait_for_readyz([node], 200, 30)
+        gone = httpx.get(node.url + "/v1/events/evt-2", headers=headers, timeout=30)
+        assert gone.status_code == 404, gone.text  # it never reached the standby
+        retry = httpx.post(node.url + "/v1/events", json=event(2), headers=headers, timeout=30)
+        assert retry.status_code == 201, retry.text  # stored now, once
+        assert retry.json()["seq"] == 2
+        print(
+            f"no-primary POST latencies (s): {latencies}; promotion to first ack "
+            f"{time.monotonic() - promoted:.2f} s"
+        )
+        again = httpx.post(node.url + "/v1/events", json=event(2), headers=headers, timeout=30)
+        assert again.status_code == 200 and again.json()["status"] == "duplicate", again.text
+        check_log([node], {"evt-1": 1, "evt-2": 2})
+    finally:
+        stop_nodes([node])
+
+
+def test_a_hung_primary_is_abandoned_and_writes_resume_after_promotion(
+    tmp_path: Path, pg_pair: tuple[PgCluster, PgCluster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGSTOP of every PostgreSQL process of the primary under load (a hung machine: TCP
+    still accepted, nothing answers), then promotion: through a plain multi-host URL, writes
+    resume within 10 s of the promotion; the old primary, woken up later, is not used."""
+    primary, standby = pg_pair
+    primary.create_database("auditkeep")
+    url = pg.multi_host_url(primary, standby, db="auditkeep")
+    monkeypatch.setenv(DB_ENV, url)
+    (node,) = start_nodes(tmp_path, url, count=1)
+    timeline: dict[str, float] = {}
+    try:
+        with Senders([node], workers=3, retry_for=60) as senders:
+            wait_until(lambda: len(senders.acked) > 100, 30, "acks before the hang")
+            primary.pause()
+            paused = time.monotonic()
+            time.sleep(0.5)  # answers to commits made before the hang are in; the rest is stuck
+            acked_at_pause = len(senders.acked)
+            pg.promote(standby)
+            promoted = time.monotonic()
+            timeline["hang to promotion"] = promoted - paused
+            timeline["promotion to first ack"] = wait_until(
+                lambda: len(senders.acked) > acked_at_pause, 10, "a write after promotion"
+            )
+            wait_until(lambda: len(senders.acked) > acked_at_pause + 200, 30, "more writes")
+            # the old primary wakes up read-write: new connections try it first; it is on the
+            # old timeline and behind, so it is refused and writes keep going to the new one
+            primary.resume()
+            resumed = len(senders.acked)
+            wait_until(lambda: len(senders.acked) > resumed + 200, 30, "writes after SIGCONT")
+        assert not senders.failures, senders.failures
+        primary.kill()
+        check_log([node], dict(senders.acked))
+    finally:
+        with contextlib.suppress(pg.PgError):
+            primary.kill()
+        stop_nodes([node])
+    print(
+        f"hung primary timeline (s): {timeline}; {len(senders.acked)} acked, transient "
+        f"answers {dict(senders.transient)}"
+    )
+    run_verify(node)
+
+
+def test_sigterm_while_a_commit_hangs_answers_problem_json(
+    tmp_path: Path, pg_pair: tuple[PgCluster, PgCluster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    primary, standby = pg_pair
+    primary.create_database("auditkeep")
+    url = pg.multi_host_url(primary, standby, db="auditkeep")
+    monkeypatch.setenv(DB_ENV, url)
+    (node,) = start_nodes(tmp_path, url, count=1, database_write_timeout="0")  # wait for ever
+    try:
+        standby.stop()
+        waiting, answer = post_in_thread(node, event(1))
+        wait_for_sync_rep_wait(primary)
+        assert node.proc is not None
+        node.proc.send_signal(signal.SIGTERM)
+        waiting.join(30)  # uvicorn's graceful shutdown gives up after 10 s
+        assert not waiting.is_alive()
+        assert_problem_503(answer, "shutting down")
+    finally:
+        primary.kill()  # ends the commit, so the node can finish stopping
+        stop_nodes([node])
+
+
+def test_a_stale_former_primary_is_refused_by_a_restarting_node(
+    tmp_path: Path, pg_pair: tuple[PgCluster, PgCluster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old primary comes back read-write after a failover: a node that restarts (and the
+    CLI on its data directory) refuses it instead of serving a stale log. Alone in the URL it
+    is an error; first of several hosts it is skipped for the current primary, loudly."""
+    primary, standby = pg_pair
+    primary.create_database("auditkeep")
+    url = pg.multi_host_url(primary, standby, db="auditkeep")
+    monkeypatch.setenv(DB_ENV, url)
+    (node,) = start_nodes(tmp_path, url, count=1)
+    headers = {"Authorization": f"Bearer {node.write_key}"}
+    batch = [event(f"a{i}") for i in range(100)]
+    try:
+        r = httpx.post(node.url + "/v1/events", json={"events": batch}, headers=headers, timeout=30)
+        assert r.json()["accepted"] == 100, r.text
+        primary.kill()
+        pg.promote(standby)
+        wait_for_readyz([node], 200, 30)
+        batch = [event(f"b{i}") for i in range(200)]
+        r = httpx.post(node.url + "/v1/events", json={"events": batch}, headers=headers, timeout=30)
+        assert r.json()["accepted"] == 200, r.text
+    finally:
+        stop_nodes([node])
+    state = json.loads((node.data_dir / "postgres-state.json").read_text())
+    assert state["timeline"] == 2 and 300 in state["log_sizes"].values(), state
+    primary.start()  # the former primary, read-write on timeline 1, with 100 events
+    assert not primary.is_in_recovery()
+
+    stale_url = pg.multi_host_url(primary, db="auditkeep")
+    monkeypatch.setenv(DB_ENV, stale_url)
+    out = subprocess.run(
+        [*AUDITKEEP, "serve", "--data-dir", str(node.data_dir), "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode != 0, out.stderr
+    assert f"refusing PostgreSQL at 127.0.0.1:{primary.port}" in out.stderr, out.stderr
+    assert "timeline 1" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    verify = cli("verify", data_dir=node.data_dir, check=False)
+    assert verify.returncode != 0 and "refusing PostgreSQL" in verify.stderr, verify.stderr
+
+    monkeypatch.setenv(DB_ENV, url)  # the stale one first, then the current primary
+    node.settings["database_url"] = url
+    node.start()
+    try:
+        assert len(node.events()) == 300
+        assert f"refusing PostgreSQL at 127.0.0.1:{primary.port}" in node.log()
+    finally:
+        stop_nodes([node])
+
+
+def test_readyz_reports_commits_that_keep_timing_out(
+    tmp_path: Path, pg_pair: tuple[PgCluster, PgCluster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the standby gone each commit is abandoned after database_write_timeout (503), so
+    no single commit runs long; /readyz still goes 503 once none has succeeded for
+    ready_commit_timeout, and back to 200 when writes succeed again."""
+    primary, standby = pg_pair
+    primary.create_database("auditkeep")
+    url = pg.multi_host_url(primary, standby, db="auditkeep")
+    monkeypatch.setenv(DB_ENV, url)
+    (node,) = start_nodes(
+        tmp_path, url, count=1, database_write_timeout="1", ready_commit_timeout="2"
+    )
+    try:
+        standby.stop()
+        answers: list[int] = []
+
+        def unready() -> bool:
+            answer, _ = timed_post(node, event(f"x{len(answers)}"))
+            answers.append(answer["status"])
+            return httpx.get(node.url + "/readyz", timeout=READYZ_TIMEOUT).status_code == 503
+
+        wait_until(unready, 20, "/readyz 503 while every commit times out")
+        assert set(answers) == {503}, answers
+        ready = httpx.get(node.url + "/readyz", timeout=READYZ_TIMEOUT)
+        assert "no commit has succeeded" in ready.json()["detail"], ready.text
+        standby.start()
+        pg.wait_for_standby(primary, standby)
+        wait_until(lambda: timed_post(node, event("after"))[0]["status"] in (200, 201), 20, "ack")
+        wait_for_readyz([node], 200, 10)
+    finally:
+        stop_nodes([node])

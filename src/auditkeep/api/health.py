@@ -31,9 +31,10 @@ async def readyz(request: Request) -> Response:
     limit = core.config.ready_commit_timeout
     if limit > 0 and stalled > limit:
         raise ServiceUnavailable(
-            f"a commit has been waiting {stalled:.0f} s (limit ready_commit_timeout = "
-            f"{limit:g} s): the database accepts connections but does not finish writes; with "
-            "synchronous replication, check that a synchronous standby is connected",
+            f"no commit has succeeded for {stalled:.0f} s while writes were waiting or failing "
+            f"(limit ready_commit_timeout = {limit:g} s): the database accepts connections but "
+            "does not finish writes; with synchronous replication, check that a synchronous "
+            "standby is connected",
             retry_after=2.0,
         )
     return JSONResponse({"status": "ready", "writer_queue_events": core.writer.pending})

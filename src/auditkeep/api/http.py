@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -170,6 +171,19 @@ def route(name: str) -> Callable[[Handler], Handler]:
                 log.error("store unavailable on %s: %s", name, exc)
                 response = problem_response(
                     ServiceUnavailable(f"the store is unavailable: {exc}", retry_after=2.0),
+                    request,
+                )
+            except asyncio.CancelledError:
+                # uvicorn cancels what still runs when its graceful shutdown (SIGTERM) times
+                # out, and would answer a plain-text 500: say what happened, as a problem
+                log.error("%s %s cancelled (server shutting down)", request.method, name)
+                response = problem_response(
+                    ServiceUnavailable(
+                        "the server is shutting down and this request did not finish in time "
+                        "(a commit still waiting for the database?); its outcome is unknown: "
+                        "retry it, with the same event ids, on another node or after a restart",
+                        retry_after=1.0,
+                    ),
                     request,
                 )
             except Exception:

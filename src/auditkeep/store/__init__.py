@@ -19,22 +19,27 @@ AnyStore: TypeAlias = "SQLiteStore | PostgresStore"
 """Either store: what :func:`open_store` returns (both have the same public surface)."""
 
 
-def open_store(config: Config) -> AnyStore:
-    """The store the settings name (not migrated yet: call ``migrate()``)."""
+def open_store(config: Config, *, data_dir: bool = True) -> AnyStore:
+    """The store the settings name (not migrated yet: call ``migrate()``). With PostgreSQL and
+    ``data_dir`` false, the data directory is neither made nor used (``auditkeep migrate``
+    without ``--data-dir``)."""
     if config.database_url:
         from auditkeep.errors import StoreUnavailable
-        from auditkeep.store.postgres import PostgresStore
+        from auditkeep.store.postgres import STATE_FILE, PostgresStore
 
-        try:  # it still holds keys/ (checkpoint signing and delivery secrets)
-            config.data_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreUnavailable(
-                f"cannot create data directory {config.data_dir}: {exc}"
-            ) from exc
+        if data_dir:
+            try:  # it still holds keys/ (checkpoint signing and delivery secrets)
+                config.data_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreUnavailable(
+                    f"cannot create data directory {config.data_dir}: {exc}"
+                ) from exc
         return PostgresStore(
             config.database_url,
             pool_size=config.database_pool_size,
             durability=config.durability,
+            write_timeout=config.database_write_timeout,
+            state_path=config.data_dir / STATE_FILE if data_dir else None,
         )
     from auditkeep.store.sqlite import SQLiteStore
 

@@ -26,9 +26,24 @@ Why it looks the way it does:
   ``event_ids`` table, which also holds the SHA-256 of the event's canonical content.
 * **Connections** come from a ``psycopg_pool.ConnectionPool`` of autocommit connections:
   single-statement reads need no BEGIN/COMMIT; writes and :meth:`PostgresStore.snapshot` open
-  explicit transactions. After a broken connection the pool's idle connections are checked (a
-  failover kills them all); a read, or a transaction whose BEGIN found its connection dead, is
-  retried once on a fresh one.
+  explicit transactions. After a broken connection the pool's idle connections are dropped
+  untested (a failover kills them all; testing one on a hung server would hang); a read, or a
+  transaction whose BEGIN found its connection dead, is retried once on a fresh one.
+* **A primary that stops answering** (hung, stopped, behind a network black hole) does not hold
+  a writer for ever: every write transaction runs under a watchdog (``write_timeout``) that shuts
+  the connection's socket down when it is overdue; the write then fails as unknown (503, retry
+  with the same ids) and the pool's idle connections, which likely lead to the same server, are
+  dropped. New connections get short connect timeouts, TCP keepalives and ``tcp_user_timeout``
+  unless the URL sets them, and reconnection is retried at least every few seconds (the pool's
+  backoff is cut short), so writes resume within seconds of a promotion. While no connection
+  can be made, requests wait at most ``_DEGRADED_TIMEOUT`` for one (fast 503s).
+* **An acknowledgement means replicated.** A COMMIT whose wait for the synchronous standby was
+  cancelled (``pg_cancel_backend``, ``statement_timeout``) succeeds with a WARNING: the
+  transaction is committed locally only. That warning fails the write (503, retry).
+* **Fencing** (:class:`Fence`): each node remembers the database's system identifier, the
+  highest timeline it has seen and each tenant's largest acknowledged log size (in memory, and
+  in ``postgres-state.json`` in its data directory); a database behind any of them (a former
+  primary that came back read-write) is refused.
 * **Errors are mapped at the boundary**: connection and operational errors become
   ``StoreUnavailable`` (503, retry), unique violations ``Conflict`` where SQLite raises it,
   anything else ``StoreError``. No message carries the password of the database URL.
@@ -43,11 +58,14 @@ import hashlib
 import logging
 import os
 import re
+import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -55,7 +73,7 @@ import psycopg
 import psycopg_pool
 from psycopg import errors as pg_errors
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 
 from auditkeep.errors import AuditkeepError, ConfigError, Conflict, StoreError, StoreUnavailable
@@ -97,10 +115,27 @@ _LOCK_KEY = 0x6175_6469_746B_6570  # pg_advisory_xact_lock key of schema changes
 _PARTITION_MONTHS = 3  # the current month and the next two
 _PARTITIONED = ("events", "event_targets")
 _PARTITION_LOCK_TIMEOUT = "2s"  # ATTACH PARTITION waits (and delays readers) at most this
+_PARTITION_WRITE_TIMEOUT = 60.0  # the watchdog's deadline for making partitions
 _PARTITION_RETRY_US = 60 * 1_000_000  # after a failed ensure_partitions, try again this late
 _POOL_TIMEOUT = 10.0  # seconds to wait for a pooled connection
-_READY_TIMEOUT = 2.0  # ... for /readyz
-_CONNECT_TIMEOUT = 10  # seconds, unless the URL says otherwise
+_READY_TIMEOUT = 2.0  # ... for /readyz (also the longest a readiness query may take)
+_DEGRADED_TIMEOUT = 1.5  # ... while the last connection broke and no new one was made since
+_READ_TIMEOUT = 30.0  # a pooled read that takes longer: its connection is abandoned
+_FENCED_FOR = 30.0  # a host refused by the fence is left out of new connections this long
+_RECONNECT_WINDOW = 3.0  # the pool retries a failed connect at most this long, then gives up
+# until the next request asks (psycopg_pool's backoff would otherwise space attempts 1, 2, 4, 8,
+# 16... s apart, and writes would resume long after a promotion)
+_CONNECT_TIMEOUT = 2  # seconds per host (libpq's minimum), unless the URL or PGCONNECT_TIMEOUT says
+# Defaults for a connection whose URL does not set them: a dead peer or a black-holed network is
+# noticed in seconds (keepalives on idle connections, tcp_user_timeout on unacknowledged data).
+_TCP_DEFAULTS: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 9000,  # milliseconds
+}
+STATE_FILE = "postgres-state.json"  # in the data directory: what this node has seen (Fence)
 _BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
 _BEGIN_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
@@ -274,14 +309,26 @@ def _content_hash(content: bytes) -> bytes:
     return hashlib.sha256(content).digest()
 
 
+def connection_defaults(params: dict[str, Any]) -> dict[str, Any]:
+    """Connection keywords for the settings ``params`` (a parsed URL) leaves unset: the connect
+    timeout per host, TCP keepalives and ``tcp_user_timeout``, and the application name."""
+    kwargs: dict[str, Any] = {}
+    if "connect_timeout" not in params and "PGCONNECT_TIMEOUT" not in os.environ:
+        kwargs["connect_timeout"] = _CONNECT_TIMEOUT
+    if "application_name" not in params and "PGAPPNAME" not in os.environ:
+        kwargs["application_name"] = "auditkeep"
+    for name, value in _TCP_DEFAULTS.items():
+        if name not in params:
+            kwargs[name] = value
+    return kwargs
+
+
 def connect_snapshot(url: str) -> Connection:
     """One connection in a read-only REPEATABLE READ transaction (a consistent snapshot), for
     verification workers. StoreUnavailable, without the password, if it cannot connect."""
     secrets = url_secrets(url)
     try:
-        params: dict[str, Any] = {"autocommit": True}
-        if "connect_timeout" not in conninfo_to_dict(url):
-            params["connect_timeout"] = _CONNECT_TIMEOUT
+        params: dict[str, Any] = {"autocommit": True, **connection_defaults(conninfo_to_dict(url))}
         conn: Connection = psycopg.connect(url, **params)
         try:
             conn.execute(_BEGIN_SNAPSHOT)
@@ -295,10 +342,269 @@ def connect_snapshot(url: str) -> Connection:
     return conn
 
 
+# -- abandoning connections whose server stops answering --------------------------------------
+
+
+class _Watch:
+    """One armed deadline of a :class:`Watchdog` (``fired`` once the connection was cut)."""
+
+    __slots__ = ("conn", "deadline", "fired")
+
+    def __init__(self, conn: Connection | None, deadline: float) -> None:
+        self.conn = conn
+        self.deadline = deadline
+        self.fired = False
+
+
+class Watchdog:
+    """Cuts connections whose statements overrun their deadline.
+
+    A primary that is stopped or cut off by the network keeps its TCP connections open (or
+    silent) and never answers: a thread waiting for it waits for ever, and no server-side
+    timeout can help. :meth:`watch` arms a deadline for one connection; when it passes, one
+    background thread shuts the connection's socket down, which wakes the waiting thread with
+    a connection error. (The fd stays valid while armed: the connection is closed only after
+    the guarded block, and disarming takes the same lock.)
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._armed: set[_Watch] = set()
+        self._wake_at: float | None = None  # when the thread next wakes (None: when notified)
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def arm(self, conn: Connection, seconds: float) -> _Watch:
+        """Cut ``conn`` ``seconds`` from now (0: never) unless disarmed before."""
+        if seconds <= 0:
+            return _Watch(None, 0.0)
+        armed = _Watch(conn, time.monotonic() + seconds)
+        with self._cond:
+            self._armed.add(armed)
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(
+                    target=self._run, name="auditkeep-pg-watchdog", daemon=True
+                )
+                self._thread.start()
+            if self._wake_at is None or armed.deadline < self._wake_at:
+                self._cond.notify()
+        return armed
+
+    def disarm(self, armed: _Watch) -> None:
+        """After this returns, ``armed``'s connection is not cut any more."""
+        with self._cond:
+            self._armed.discard(armed)
+
+    @contextlib.contextmanager
+    def watch(self, conn: Connection, seconds: float) -> Iterator[_Watch]:
+        """Inside the block, ``conn`` is cut if the block lasts more than ``seconds``."""
+        armed = self.arm(conn, seconds)
+        try:
+            yield armed
+        finally:
+            self.disarm(armed)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._closed:
+                now = time.monotonic()
+                for due in [w for w in self._armed if w.deadline <= now]:
+                    self._armed.discard(due)
+                    due.fired = True
+                    if due.conn is not None:
+                        _cut(due.conn)
+                self._wake_at = min((w.deadline for w in self._armed), default=None)
+                self._cond.wait(None if self._wake_at is None else self._wake_at - now)
+
+
+def _cut(conn: Connection) -> None:
+    """Shut the connection's socket down (both ways): its thread's wait ends with an error."""
+    with contextlib.suppress(OSError, psycopg.Error):
+        sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.close()
+
+
+class _Notices:
+    """A notice handler that keeps (severity, SQLSTATE, message) of each notice. (A
+    Diagnostic must be read inside the handler: its result is freed afterwards.)"""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str | None, str | None, str | None]] = []
+
+    def __call__(self, diag: pg_errors.Diagnostic) -> None:
+        self.seen.append((diag.severity_nonlocalized, diag.sqlstate, diag.message_primary))
+
+    def unreplicated(self) -> bool:
+        """Whether COMMIT warned that it did not wait for the synchronous standby: PostgreSQL
+        reports a cancelled wait ("canceling wait for synchronous replication ...", "The
+        transaction has already committed locally, but might not have been replicated") as a
+        WARNING with the generic SQLSTATE 01000 (checked without relying on the language of
+        the message)."""
+        return any(
+            severity == "WARNING"
+            and (sqlstate == "01000" or "synchronous replication" in (message or ""))
+            for severity, sqlstate, message in self.seen
+        )
+
+
+# -- fencing: refuse a database behind what this node has seen --------------------------------
+
+
+class StaleDatabase(StoreUnavailable):
+    """The database is behind what this node has already seen acknowledged (a former primary
+    that came back read-write, or an older backup): it must not be written or served."""
+
+
+class Fence:
+    """What this node has seen of its PostgreSQL database, and the check that refuses one
+    that is behind it.
+
+    Kept: the database's ``system_identifier`` (a physical standby shares its primary's), the
+    highest timeline seen (a promotion starts a new, higher one; a former primary stays on
+    the old one) and, per tenant, the largest log size acknowledged by this node's commits
+    (with ``durability=full``, where an acknowledged commit is on the synchronous standby)
+    or covered by a checkpoint it signed. A database of the same system whose timeline is
+    lower, or any database with a tenant's log shorter than that size, is refused.
+
+    The state lives in memory and, when ``path`` is given, in a small JSON file, saved when
+    the identity or timeline changes, after each signed checkpoint and at close; a node that
+    restarts therefore still knows. What it cannot know is what it never saw: a node with a
+    fresh data directory, which never connected to the new primary, has nothing to compare
+    with (docs/operations.md, Fencing).
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self.system: int | None = None
+        self.timeline = 0
+        self.sizes: dict[int, int] = {}
+        self._warned = False
+        if path is not None and path.exists():
+            try:
+                data = orjson.loads(path.read_bytes())
+                self.system = data.get("system_identifier")
+                self.timeline = int(data.get("timeline", 0))
+                self.sizes = {int(t): int(n) for t, n in data.get("log_sizes", {}).items()}
+            except (OSError, ValueError, TypeError, AttributeError) as exc:
+                raise ConfigError(
+                    f"cannot read {path}: {exc}. It records what this node has seen of the "
+                    "database (docs/operations.md, Fencing); fix or remove it."
+                ) from None
+
+    def saw(self, sizes: dict[int, int]) -> None:
+        """Log sizes this node has acknowledged or signed (kept in memory)."""
+        with self._lock:
+            for tenant_id, size in sizes.items():
+                if size > self.sizes.get(tenant_id, 0):
+                    self.sizes[tenant_id] = size
+
+    def check(self, conn: Connection, where: str) -> None:
+        """Raise StaleDatabase if the database behind ``conn`` is behind what was seen; else
+        record its identity and timeline (saved at once when they changed)."""
+        try:
+            row = conn.execute(
+                "SELECT (SELECT system_identifier FROM pg_control_system()),"
+                " CASE WHEN pg_is_in_recovery() THEN NULL"
+                " ELSE pg_walfile_name(pg_current_wal_lsn()) END,"
+                " to_regclass('log_heads') IS NOT NULL"
+            ).fetchone()
+        except (pg_errors.InsufficientPrivilege, pg_errors.UndefinedFunction) as exc:
+            # a managed service may hide these: the log sizes are still compared
+            if not self._warned:
+                self._warned = True
+                log.warning("fencing without the timeline check: %s", str(exc).strip())
+            row = conn.execute("SELECT NULL, NULL, to_regclass('log_heads') IS NOT NULL").fetchone()
+        assert row is not None
+        system = int(row[0]) if row[0] is not None else self.system
+        timeline = int(row[1][:8], 16) if row[1] else None
+        heads: dict[int, int] = {}
+        if row[2]:
+            rows = conn.execute("SELECT tenant_id, size FROM log_heads")
+            heads = {int(t): int(n) for t, n in rows}
+        server = f"{conn.info.host}:{conn.info.port}"
+        with self._lock:
+            same = self.system is None or self.system == system
+            if same and timeline is not None and timeline < self.timeline:
+                raise StaleDatabase(
+                    f"refusing PostgreSQL at {server} ({where}): it is on timeline {timeline}, "
+                    "but this node "
+                    f"has already used timeline {self.timeline} of the same database cluster: it "
+                    "is a former primary that came back read-write after a failover. Fence it "
+                    "(stop it) and rebuild it as a standby of the new primary (pg_rewind or "
+                    "pg_basebackup); see docs/operations.md, Fencing."
+                )
+            behind = sorted(
+                (t, heads.get(t, 0), n) for t, n in self.sizes.items() if heads.get(t, 0) < n
+            )
+            if behind:
+                tenant_id, has, seen = behind[0]
+                raise StaleDatabase(
+                    f"refusing PostgreSQL at {server} ({where}): tenant {tenant_id}'s log "
+                    f"has {has} events there, but this node has already acknowledged or "
+                    f"signed {seen}"
+                    f"{f' ({len(behind)} tenants are behind)' if len(behind) > 1 else ''}: it is "
+                    "a stale former primary or an older backup. Fence it and point database_url "
+                    "at the current primary; see docs/operations.md, Fencing. If you restored an "
+                    f"older backup on purpose, remove {self.path or 'this state'} first."
+                )
+            changed = (
+                not same
+                or (self.system is None and system is not None)
+                or (timeline or 0) > self.timeline
+            )
+            if not same:
+                log.warning(
+                    "PostgreSQL at %s is a different database cluster (system identifier %s, "
+                    "was %s); its logs are not behind, so it is used",
+                    where,
+                    system,
+                    self.system,
+                )
+                self.timeline = 0
+            self.system = system
+            self.timeline = max(self.timeline, timeline or 0)
+        if changed:
+            self.save()
+
+    def save(self) -> None:
+        """Write the state file (atomically); a failure is logged, not raised."""
+        if self.path is None:
+            return
+        with self._lock:
+            data = {
+                "system_identifier": self.system,
+                "timeline": self.timeline,
+                "log_sizes": {str(t): n for t, n in sorted(self.sizes.items())},
+            }
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.warning("cannot save %s: %s", self.path, exc)
+
+
 class PostgresStore:
     """Store implementation over a PostgreSQL database, shared by any number of API nodes."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, durability: str = "full") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        durability: str = "full",
+        write_timeout: float = 5.0,
+        state_path: Path | None = None,
+    ) -> None:
         self.url = url  # needed by verification workers; never put it in a message
         self._secrets = url_secrets(url)
         try:
@@ -313,23 +619,29 @@ class PostgresStore:
             raise ConfigError(f"durability must be 'full' or 'normal', not {durability!r}")
         if pool_size < 1:
             raise ConfigError("database_pool_size must be at least 1")
+        if write_timeout < 0:
+            raise ConfigError("database_write_timeout must not be negative")
         self.durability = durability
         self.pool_size = pool_size
+        self.write_timeout = write_timeout
+        self._watchdog = Watchdog()
+        self.fence = Fence(state_path)
+        self._healthy = True  # False from a broken connection until a new one is made
+        self._refused: str | None = None  # why the last new connection was refused (fencing)
+        self._params = params
+        self._fenced: dict[tuple[str, str], float] = {}  # (host, port) -> refused until
+        self._suspect: dict[tuple[str, str], float] = {}  # (host, port) -> tried last until
         self._begin_append = _BEGIN
         if durability == "normal":
             # survives a crash of the API node, may lose the last commits if PostgreSQL fails
             self._begin_append += "; SET LOCAL synchronous_commit = off"
-        kwargs: dict[str, Any] = {"autocommit": True}
-        if "connect_timeout" not in params and "PGCONNECT_TIMEOUT" not in os.environ:
-            kwargs["connect_timeout"] = _CONNECT_TIMEOUT
-        if "application_name" not in params and "PGAPPNAME" not in os.environ:
-            kwargs["application_name"] = "auditkeep"
+        kwargs: dict[str, Any] = {"autocommit": True, **connection_defaults(params)}
         self._probe(kwargs)
         self._local = threading.local()
         self._partitions_due = 0  # when append should next call ensure_partitions
         self._partitions_lock = threading.Lock()
         self._pool: psycopg_pool.ConnectionPool[Connection] = psycopg_pool.ConnectionPool(
-            url,
+            self._conninfo,
             kwargs=kwargs,
             min_size=1,
             max_size=pool_size,
@@ -337,6 +649,7 @@ class PostgresStore:
             configure=self._configure,
             name="auditkeep",
             timeout=_POOL_TIMEOUT,
+            reconnect_timeout=_RECONNECT_WINDOW,
         )
         self._pool.open(wait=False)
 
@@ -350,9 +663,23 @@ class PostgresStore:
 
     def _probe(self, kwargs: dict[str, Any]) -> None:
         """Connect once, so that a wrong URL, password or address is reported now, plainly,
-        rather than as a pool timeout on the first request."""
+        rather than as a pool timeout on the first request. A server the fence refuses is
+        left out (:meth:`_conninfo`) and the next host of the URL tried; if none is left, the
+        refusal is the error."""
         try:
-            psycopg.connect(self.url, **kwargs).close()
+            while True:
+                with psycopg.connect(self._conninfo(), **kwargs) as conn:
+                    try:
+                        self.fence.check(conn, self.where)
+                        return
+                    except StaleDatabase as exc:
+                        before = self._conninfo()
+                        self._fence_out(conn)
+                        if self._conninfo() == before:
+                            raise
+                        log.error("%s", exc)
+        except StaleDatabase:
+            raise
         except psycopg.OperationalError as exc:
             detail = self._redact(str(exc).strip())
             if any(p in detail.lower() for p in _LOGIN_PROBLEMS):
@@ -370,13 +697,88 @@ class PostgresStore:
             ) from None
 
     def _configure(self, conn: Connection) -> None:
-        """A new pooled connection. With durability=full a commit returns only once it is
-        flushed (and, with a synchronous standby, once the standby has it): a server default of
-        ``off`` or ``local`` is raised to ``on``; stronger settings are kept."""
+        """A new pooled connection. It is refused if the database is behind what this node has
+        seen (:class:`Fence`). With durability=full a commit returns only once it is flushed
+        (and, with a synchronous standby, once the standby has it): a server default of ``off``
+        or ``local`` is raised to ``on``; stronger settings are kept."""
+        try:
+            self.fence.check(conn, self.where)
+        except StaleDatabase as exc:
+            self._refused = str(exc)
+            self._healthy = False
+            log.error("%s", exc)
+            self._fence_out(conn)
+            conn.close()
+            raise
+        self._refused = None
         if self.durability == "full":
             row = conn.execute("SHOW synchronous_commit").fetchone()
             if row is not None and row[0] in ("off", "local"):
                 conn.execute("SET synchronous_commit = on")
+        self._healthy = True
+
+    def _fence_out(self, conn: Connection) -> None:
+        """Leave the server of ``conn`` out of new connections for _FENCED_FOR seconds."""
+        self._fenced[(str(conn.info.host), str(conn.info.port))] = time.monotonic() + _FENCED_FOR
+
+    def conninfo(self) -> str:
+        """The URL for a further connection to this store's database (verification workers):
+        without a host the fence refused. Secret: it holds the password."""
+        return self._conninfo()
+
+    def _conninfo(self) -> str:
+        """The URL of the next new connection. With several hosts, those the fence refused in
+        the last _FENCED_FOR seconds are left out (so libpq goes on to the current primary
+        instead of finding the refused one first again), and those whose connection the
+        watchdog cut are tried last (a hung primary accepts TCP and costs a whole connect
+        timeout; a merely slow one is still reached after the others)."""
+        now = time.monotonic()
+        self._fenced = {h: until for h, until in self._fenced.items() if until > now}
+        self._suspect = {h: until for h, until in self._suspect.items() if until > now}
+        hosts = str(self._params.get("host") or "").split(",")
+        if not (self._fenced or self._suspect) or len(hosts) < 2 or self._params.get("hostaddr"):
+            return self.url
+        ports = str(self._params.get("port") or "5432").split(",")
+        if len(ports) == 1:
+            ports *= len(hosts)
+        if len(ports) != len(hosts):
+            return self.url
+        listed = list(zip(hosts, ports, strict=True))
+        usable = [h for h in listed if h not in self._fenced] or listed
+        ordered = [h for h in usable if h not in self._suspect]
+        ordered += [h for h in usable if h in self._suspect]
+        if ordered == listed:
+            return self.url
+        return make_conninfo(
+            self.url, host=",".join(h for h, _ in ordered), port=",".join(p for _, p in ordered)
+        )
+
+    def _wait_timeout(self) -> float:
+        """How long a request waits for a pooled connection: briefly while the database is
+        known to be away (a quick 503 beats a client's timeout), longer otherwise (a busy pool)."""
+        return _POOL_TIMEOUT if self._healthy else _DEGRADED_TIMEOUT
+
+    def _lost(self) -> None:
+        """A connection broke or was abandoned: the pool's idle connections most likely lead
+        to the same (dead or hung) server, so drop them all, untested (testing one on a hung
+        server would hang too); connections in use are dropped when returned."""
+        self._healthy = False
+        with contextlib.suppress(psycopg_pool.PoolClosed):
+            self._pool.drain()
+
+    def _abandoned(self, conn: Connection, seconds: float, setting: str) -> StoreUnavailable:
+        """The error for a connection the watchdog cut. Its server is tried last by new
+        connections for a while (:meth:`_conninfo`): if it hangs, a promoted standby later in
+        the URL is found without first waiting out a connect timeout at the hung one."""
+        with contextlib.suppress(psycopg.Error):
+            server = (str(conn.info.host), str(conn.info.port))
+            self._suspect[server] = time.monotonic() + _FENCED_FOR
+        self._lost()
+        return StoreUnavailable(
+            f"PostgreSQL at {self.where} did not answer within {seconds:g} s ({setting}): the "
+            "connection was abandoned (a hung or unreachable primary?). The outcome of a write "
+            "in it is unknown: retry with the same event ids, which is safe"
+        )
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -387,10 +789,14 @@ class PostgresStore:
             raise
         except psycopg_pool.PoolClosed:
             raise StoreUnavailable("the store is closed") from None
-        except psycopg_pool.PoolTimeout as exc:
+        except psycopg_pool.PoolTimeout:
+            self._healthy = False
+            why = self._refused or (
+                "no primary accepted a connection (every host down, read-only or not answering "
+                "within the connect timeout)"
+            )
             raise StoreUnavailable(
-                f"no connection to PostgreSQL at {self.where} within {_POOL_TIMEOUT:g} s "
-                f"(pool of {self.pool_size}): {self._redact(str(exc))}"
+                f"no connection to PostgreSQL at {self.where} (pool of {self.pool_size}): {why}"
             ) from None
         except pg_errors.ReadOnlySqlTransaction as exc:
             raise StoreUnavailable(
@@ -409,19 +815,25 @@ class PostgresStore:
 
     def _fetch(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of one read: on this thread's snapshot connection if there is one, else on a
-        pooled connection in autocommit (retried once when that connection was broken)."""
+        pooled connection in autocommit (retried once when that connection was broken; cut
+        after _READ_TIMEOUT, so a hung server cannot hold the thread)."""
         pinned: Connection | None = getattr(self._local, "conn", None)
         with self._errors():
             if pinned is not None:
                 return pinned.execute(query, params).fetchall()
             for attempt in range(2):
-                with self._pool.connection() as conn:
+                with (
+                    self._pool.connection(self._wait_timeout()) as conn,
+                    self._watchdog.watch(conn, _READ_TIMEOUT) as watch,
+                ):
                     try:
                         return conn.execute(query, params).fetchall()
                     except psycopg.OperationalError:
+                        if watch.fired:
+                            raise self._abandoned(conn, _READ_TIMEOUT, "read timeout") from None
                         if attempt or not conn.broken:
                             raise
-                self._pool.check()  # a failover breaks every idle connection: replace them
+                self._lost()  # a failover breaks every idle connection: replace them
         raise AssertionError("unreachable")
 
     def _one(self, query: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
@@ -429,40 +841,75 @@ class PostgresStore:
         return rows[0] if rows else None
 
     @contextlib.contextmanager
-    def _transaction(self, begin: str = _BEGIN) -> Iterator[Connection]:
-        """One read-write transaction on a pooled connection, committed on success."""
+    def _transaction(
+        self, begin: str = _BEGIN, *, timeout: float | None = None
+    ) -> Iterator[Connection]:
+        """One read-write transaction on a pooled connection, committed on success.
+
+        It runs under the watchdog: past ``timeout`` seconds (default ``write_timeout``; 0: no
+        limit) the connection is cut and the transaction fails as unknown. A COMMIT that warns
+        that its wait for the synchronous standby was cancelled fails too: it is committed on
+        the primary only, and a failover may lose it, so it must not be acknowledged (the
+        client's retry then finds it as a duplicate, and its own COMMIT, which writes WAL
+        because it locks rows, waits for the standby to have everything up to it)."""
+        limit = self.write_timeout if timeout is None else timeout
         with self._errors():
-            conn = self._checkout(begin)
+            conn, watch = self._checkout(begin, limit)
+            notices = _Notices()
             try:
                 yield conn
-                conn.execute("COMMIT")
+                conn.add_notice_handler(notices)
+                try:
+                    conn.execute("COMMIT")
+                finally:
+                    conn.remove_notice_handler(notices)
             except BaseException as exc:
+                if watch.fired:
+                    setting = "database_write_timeout"
+                    raise self._abandoned(conn, limit, setting) from None
                 _rollback(conn)
                 if isinstance(exc, psycopg.OperationalError) and conn.broken:
-                    with contextlib.suppress(psycopg.Error):
-                        self._pool.check()
+                    self._lost()
                 raise
             finally:
+                self._watchdog.disarm(watch)
                 self._pool.putconn(conn)
+            if notices.unreplicated():
+                raise StoreUnavailable(
+                    "not replicated, retry: PostgreSQL committed this write on the primary, but "
+                    "its wait for the synchronous standby was cancelled (pg_cancel_backend, "
+                    "statement_timeout, an operator), so a failover could lose it. It is not "
+                    "acknowledged; retry with the same event ids (safe: ids are idempotency keys)"
+                )
 
-    def _checkout(self, begin: str) -> Connection:
-        """A pooled connection on which ``begin`` has run. One found dead (after a failover
-        every idle connection is) is replaced once: nothing of the transaction was sent yet,
-        so this retry is safe even for writes. (A failure later in a write is not retried
-        here; if it hit the COMMIT its outcome is unknown, and the client's retry with the
-        same event ids decides it.)"""
+    def _checkout(self, begin: str, timeout: float = 0.0) -> tuple[Connection, _Watch]:
+        """A pooled connection on which ``begin`` has run, and the watchdog's deadline for it
+        (``timeout`` seconds from now; 0: none). One found dead (after a failover every idle
+        connection is) is replaced once: nothing of the transaction was sent yet, so this
+        retry is safe even for writes. (A failure later in a write is not retried here; if it
+        hit the COMMIT its outcome is unknown, and the client's retry with the same event ids
+        decides it.)"""
         for attempt in range(2):
-            conn = self._pool.getconn()
+            conn = self._pool.getconn(self._wait_timeout())
+            watch = self._watchdog.arm(conn, timeout)
             try:
                 conn.execute(begin)
             except psycopg.OperationalError:
+                self._watchdog.disarm(watch)
                 broken = conn.broken
+                abandoned = (
+                    self._abandoned(conn, timeout, "database_write_timeout")
+                    if watch.fired
+                    else None
+                )
                 self._pool.putconn(conn)
+                if abandoned is not None:
+                    raise abandoned from None
                 if attempt or not broken:
                     raise
-                self._pool.check()
+                self._lost()
                 continue
-            return conn
+            return conn, watch
         raise AssertionError("unreachable")
 
     # -- schema ----------------------------------------------------------------------------
@@ -473,7 +920,9 @@ class PostgresStore:
         (:meth:`ensure_partitions`)."""
         known = _migrations()
         newest = max(number for number, _ in known)
-        with self._transaction() as conn:
+        # no deadline: a migration may build Merkle trees over millions of events, and nodes
+        # starting together wait here for the one that migrates
+        with self._transaction(timeout=0) as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             # the one table whose primary key is not led by tenant_id: it describes the database
             conn.execute(
@@ -537,7 +986,9 @@ class PostgresStore:
         )
         if row is None or not row[0]:
             return []
-        with self._transaction() as conn:
+        # a longer deadline than a write's: rows caught by the DEFAULT partition are moved
+        deadline = max(_PARTITION_WRITE_TIMEOUT, self.write_timeout) if self.write_timeout else 0
+        with self._transaction(timeout=deadline) as conn:
             conn.execute("SELECT set_config('lock_timeout', %s, true)", (_PARTITION_LOCK_TIMEOUT,))
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             made = _create_partitions(conn, months)
@@ -567,7 +1018,7 @@ class PostgresStore:
             yield
             return
         with self._errors():
-            conn = self._checkout(_BEGIN_SNAPSHOT)
+            conn, _ = self._checkout(_BEGIN_SNAPSHOT)  # long reads (verify): no deadline
             self._local.conn = conn
             try:
                 yield
@@ -579,11 +1030,22 @@ class PostgresStore:
     def check_ready(self) -> None:
         """Raise StoreUnavailable unless a writable primary answers within a readiness probe's
         patience (_READY_TIMEOUT): a load balancer must hear "not ready" quickly, not after the
-        pool's own, longer wait."""
-        with self._errors(), self._pool.connection(timeout=_READY_TIMEOUT) as conn:
-            row = conn.execute(
-                "SELECT pg_is_in_recovery(), EXISTS (SELECT 1 FROM log_heads)"
-            ).fetchone()
+        pool's own, longer wait; nor hang on a primary that stopped answering)."""
+        with (
+            self._errors(),
+            self._pool.connection(timeout=_READY_TIMEOUT) as conn,
+            self._watchdog.watch(conn, _READY_TIMEOUT) as watch,
+        ):
+            try:
+                row = conn.execute(
+                    "SELECT pg_is_in_recovery(), EXISTS (SELECT 1 FROM log_heads)"
+                ).fetchone()
+            except psycopg.OperationalError:
+                if watch.fired:
+                    raise self._abandoned(conn, _READY_TIMEOUT, "readiness probe") from None
+                if conn.broken:
+                    self._lost()
+                raise
         if row is not None and row[0]:
             raise StoreUnavailable(
                 f"PostgreSQL at {self.where} is a read-only standby; list every host in "
@@ -592,6 +1054,8 @@ class PostgresStore:
 
     def close(self) -> None:
         self._pool.close()
+        self._watchdog.close()
+        self.fence.save()
 
     # -- tenants and keys ------------------------------------------------------------------
 
@@ -712,7 +1176,10 @@ class PostgresStore:
             return []
         self._maybe_ensure_partitions()
         with self._transaction(self._begin_append) as conn:
-            return _append_in_txn(conn, batches)
+            out, sizes = _append_in_txn(conn, batches)
+        if self.durability == "full":  # acknowledged, so on the synchronous standby too
+            self.fence.saw(sizes)
+        return out
 
     def events(self, tenant_id: int) -> PostgresTenantEvents:
         return PostgresTenantEvents(self, tenant_id)
@@ -785,6 +1252,8 @@ class PostgresStore:
                 " key_ids = excluded.key_ids, note = excluded.note",
                 (tenant_id, size, root, made.created_at, " ".join(key_ids), note),
             )
+        self.fence.saw({tenant_id: size})  # committed (and replicated) with the checkpoint
+        self.fence.save()
         return made, True
 
     def signing_keys(self) -> list[SigningKeyRecord]:
@@ -844,7 +1313,10 @@ def _rollback(conn: Connection) -> None:
 # -- append --------------------------------------------------------------------------------
 
 
-def _append_in_txn(conn: Connection, batches: Sequence[TenantAppend]) -> list[list[AppendResult]]:
+def _append_in_txn(
+    conn: Connection, batches: Sequence[TenantAppend]
+) -> tuple[list[list[AppendResult]], dict[int, int]]:
+    """Append in the open transaction: the results, and the new log size of each tenant."""
     tids = sorted({b.tenant_id for b in batches})
     # Lock the heads in tenant_id order (a writer on another node that wants the same tenants
     # waits here, and no two writers can deadlock), then read the frontiers they hold.
@@ -928,7 +1400,7 @@ def _append_in_txn(conn: Connection, batches: Sequence[TenantAppend]) -> list[li
                     for row in rows:
                         copy.write_row(row)
     _update_heads(conn, {tid: trees[tid] for tid in sorted(grown)})
-    return out
+    return out, {tid: tree.size for tid, tree in trees.items()}
 
 
 def _frontier(tenant_id: int, head: tuple[int, bytes | None] | None) -> CompactRange:
@@ -1020,7 +1492,14 @@ def _create_partitions(conn: Connection, months: list[tuple[str, int, int]]) -> 
     for parent in _PARTITIONED:
         for suffix, first, end in months:
             name = f"{parent}_{suffix}"
-            row = conn.execute("SELECT to_regclass(%s) IS NULL", (name,)).fetchone()
+            # pg_class read with this statement's snapshot: to_regclass() may answer from a
+            # catalog cache that predates the advisory lock (another node's partition, made
+            # while this one waited for the lock, would look missing)
+            row = conn.execute(
+                "SELECT NOT EXISTS (SELECT 1 FROM pg_class WHERE relname = %s"
+                " AND relnamespace = current_schema()::regnamespace)",
+                (name,),
+            ).fetchone()
             if row is None or not row[0]:
                 continue
             table, parent_id = sql.Identifier(name), sql.Identifier(parent)
