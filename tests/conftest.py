@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +23,22 @@ from auditkeep.api.app import create_app
 from auditkeep.core import Core
 from auditkeep.settings import Config
 from tests.pg import pg_server
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each run gets its own temporary root (unless --basetemp is given): pytest's shared
+    /tmp/pytest-of-USER keeps only the last three runs, so two runs at once on one machine
+    would delete each other's files mid-test. A run that passes removes its root."""
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        config.option.basetemp = tempfile.mkdtemp(prefix="auditkeep-tests-")
+        config._auditkeep_basetemp = config.option.basetemp  # type: ignore[attr-defined]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    root = getattr(session.config, "_auditkeep_basetemp", None)
+    if root and exitstatus == 0:
+        shutil.rmtree(root, ignore_errors=True)
+
 
 __all__ = ["pg_server"]  # the session fixture: one PostgreSQL cluster for the run
 
