@@ -21,6 +21,7 @@ from auditkeep_client.schema import (
     FieldError,
     canonical_json,
     check_event,
+    check_event_size,
     format_timestamp,
     now_micros,
     parse_timestamp,
@@ -85,6 +86,7 @@ def prepare_event(raw: Any, tenant: str, received_at: int) -> PreparedEvent:
     """Validate and encode one client event. Raises EventValidationError."""
     event, occurred, exact = check_event(raw)
     content = canonical_json(event, orjson_exact=exact)
+    check_event_size(event, content)
     event["tenant"] = tenant
     event["received_at"] = format_timestamp(received_at)
     data = canonical_json(event, orjson_exact=exact and tenant.isascii())

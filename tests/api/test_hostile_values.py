@@ -121,3 +121,56 @@ async def test_forged_cursors_are_400(app: App, fields: dict[str, Any]) -> None:
     await app.post("acme", event(1))
     r = await app.get("acme", "/v1/events", cursor=_cursor(**fields))
     _problem(r, 400, "cursor")
+
+
+def _largest_event(n: int) -> dict[str, Any]:
+    """An event with every field at its own limit, in 4-byte characters (targets in control
+    characters, 6 bytes each once escaped): each field is allowed, but together they are over
+    the 64 KiB whole-event limit."""
+    wide, escaped = "\U0001f600", "\x01"
+    person = {"id": wide * 256, "type": "user", "name": wide * 256}
+    return event(
+        n,
+        actor=person,
+        targets=[{"id": escaped * 128, "type": "t" * 64, "name": escaped * 256} for _ in range(20)],
+        reason=wide * 1024,
+        context={"ip": "203.0.113.9", "user_agent": wide * 1024, "request_id": wide * 256},
+        metadata={f"k{i}": wide * 100 for i in range(38)},
+    )
+
+
+async def test_an_event_over_the_whole_event_limit_is_422_and_the_batch_keeps_the_rest(
+    app: App,
+) -> None:
+    from auditkeep_client.schema import LIMITS, canonical_json
+
+    big = _largest_event(2)
+    assert len(canonical_json(big)) > LIMITS.max_event_bytes  # the attack as it is meant
+    r = await app.post("acme", {"events": [event(1), big, event(3)]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["accepted"], body["rejected"]) == (2, 1)
+    message = body["results"][1]["error"]["errors"][0]["message"]
+    assert "canonical form; the limit is 65536" in message, message
+    _problem(await app.post("acme", big), 422, "the limit is 65536")
+    stored = (await app.get("acme", "/v1/events")).json()["data"]
+    assert sorted(e["id"] for e in stored) == ["evt-1", "evt-3"]
+
+
+def test_the_sdk_refuses_the_same_event_before_the_outbox(tmp_path: Any) -> None:
+    from auditkeep_client import AuditKeep, EventValidationError
+
+    big = _largest_event(1)
+    with AuditKeep(
+        "ak_x_y", endpoints="http://127.0.0.1:9", outbox=tmp_path / "o.db", start_sender=False
+    ) as client:
+        with pytest.raises(EventValidationError, match="the limit is 65536"):
+            client.log(
+                big["action"],
+                actor=big["actor"],
+                targets=big["targets"],
+                reason=big["reason"],
+                context=big["context"],
+                metadata=big["metadata"],
+            )
+        assert client.outbox_stats().pending == 0

@@ -24,7 +24,14 @@ from .context import _current, actor_object
 from .errors import ClientClosed, describe
 from .outbox import Outbox, OutboxStats, Synchronous
 from .redaction import Processor, ValuePattern, default_processors
-from .schema import EventValidationError, FieldError, new_event_id, normalize_event
+from .schema import (
+    LIMITS,
+    EventValidationError,
+    FieldError,
+    check_event_size,
+    new_event_id,
+    normalize_event,
+)
 from .sender import RetryPolicy, Sender, SenderStatus
 from .testing import _CAPTURES, CapturedEvents
 
@@ -236,6 +243,17 @@ class AuditKeep:
         event, _ = normalize_event(raw)
         return event
 
+    @staticmethod
+    def _encode(event: dict[str, Any]) -> bytes:
+        """The outbox form of a prepared event, refused (as the server would) when its
+        canonical form is over the event size limit. The outbox form is the same JSON but for
+        key order and number spelling, so the exact canonical check runs only for events near
+        the limit."""
+        body = _json.dumps(event)
+        if len(body) > LIMITS.max_event_bytes * 3 // 4:
+            check_event_size(event)
+        return body
+
     def log(
         self,
         action: str,
@@ -272,6 +290,7 @@ class AuditKeep:
 
     def _store(self, event: dict[str, Any]) -> str:
         event_id: str = event["id"]
+        body = self._encode(event)
         if _CAPTURES:
             _CAPTURES[-1]._add(event)
             return event_id
@@ -283,7 +302,7 @@ class AuditKeep:
             raise ClientClosed("this AuditKeep client is closed")
         outbox.append(
             event_id,
-            _json.dumps(event),
+            body,
             block_timeout=self.full_timeout if self.on_full == "block" else None,
         )
         sender = self._sender

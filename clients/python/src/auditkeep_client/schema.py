@@ -23,7 +23,7 @@ import ipaddress
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -43,6 +43,7 @@ __all__ = [
     "Limits",
     "canonical_json",
     "check_event",
+    "check_event_size",
     "format_timestamp",
     "new_event_id",
     "normalize_event",
@@ -542,6 +543,25 @@ def normalize_event(
     """
     event, occurred, _ = check_event(raw, limits=limits, make_id=make_id)
     return event, occurred
+
+
+def check_event_size(
+    event: Mapping[str, Any], content: bytes | None = None, limits: Limits = LIMITS
+) -> None:
+    """Raise EventValidationError when the event's canonical form (``content``, computed when
+    not given) is over ``limits.max_event_bytes``: each field has its own limit, and this one
+    bounds their sum, so one event can never grow a stored row or a leaf without bound."""
+    size = len(canonical_json(event) if content is None else content)
+    if size > limits.max_event_bytes:
+        raise EventValidationError(
+            [
+                FieldError(
+                    "",
+                    f"the event is {size} bytes in canonical form; the limit is "
+                    f"{limits.max_event_bytes} (shrink metadata or targets)",
+                )
+            ]
+        )
 
 
 def check_event(
