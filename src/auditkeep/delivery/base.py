@@ -135,7 +135,7 @@ class Kind:
             errors = self.check_values(out, guard)
         if errors:
             raise InvalidDestination(
-                f"the {self.name} destination's configuration is invalid: "
+                f"{self.name} destination: "
                 + "; ".join(f"{e['path']}: {e['message']}" for e in errors),
                 errors=errors,
             )
