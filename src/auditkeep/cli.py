@@ -26,18 +26,20 @@ import httpx
 import orjson
 
 from auditkeep.auth import parse_scopes
-from auditkeep.bundle import BundleError, export_bundle, verify_bundle
 from auditkeep.core import Core, parse_expiry
 from auditkeep.errors import AuditkeepError, ProblemError
 from auditkeep.integrity.checkpoint import KeyFormatError, Verifier, parse_verifier
 from auditkeep.model import canonical_json, format_timestamp
 from auditkeep.settings import SETTINGS, Config
 from auditkeep.store.base import ApiKey, Tenant
-from auditkeep.tlog import checkpoint_json
-from auditkeep.verify import (
+from auditkeep.translog import (
+    BundleError,
     VerifyReport,
+    checkpoint_json,
     default_jobs,
+    export_bundle,
     stored_log_input,
+    verify_bundle,
     verify_feed,
     verify_store_log,
 )
@@ -1604,7 +1606,7 @@ def witness(
     last one kept. A rollback, fork or unannounced key change is an alarm: an error log line,
     the optional webhook, and exit code 2. See docs/witness.md."""
     from auditkeep import logs
-    from auditkeep.witness import Witness
+    from auditkeep.translog import Witness
 
     logs.configure("info")
     w = Witness(
