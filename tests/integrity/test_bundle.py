@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from auditkeep.cli import LocalBundleSource
+from auditkeep.cli.backends import LocalBundleSource
 from auditkeep.core import Core
 from auditkeep.integrity.checkpoint import generate_signer, parse_verifier
 from auditkeep.model import now_micros, prepare_event
