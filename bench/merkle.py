@@ -47,7 +47,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import OUT, machine, percentile, table
 from _workload import Workload
 
-from auditkeep.bundle import FORMAT, verify_bundle
 from auditkeep.integrity.checkpoint import Checkpoint, Signer, sign_checkpoint
 from auditkeep.integrity.merkle import (
     CompactRange,
@@ -60,7 +59,7 @@ from auditkeep.integrity.merkle import (
 from auditkeep.model import leaf_hash, now_micros, prepare_event
 from auditkeep.store.base import StoredCheckpoint
 from auditkeep.store.sqlite import SQLiteStore
-from auditkeep.verify import stored_log_input, verify_store_log
+from auditkeep.translog import FORMAT, stored_log_input, verify_bundle, verify_store_log
 
 BATCH = 5000
 DISTINCT_EVENTS = int(os.environ.get("BENCH_DISTINCT", "200000"))

@@ -45,7 +45,7 @@ from auditkeep.query import QUERY_PARAMS, encode_cursor, parse_query
 from auditkeep.settings import DEFAULT_LOG_ORIGIN, Config
 from auditkeep.store import open_store
 from auditkeep.store.base import SYSTEM_TENANT_ID, SYSTEM_TENANT_SLUG, ApiKey, Position, Tenant
-from auditkeep.tlog import Checkpointer, KeyRing, TransparencyLog, check_key_name
+from auditkeep.translog import Checkpointer, KeyRing, TransparencyLog, check_key_name
 
 log = logging.getLogger("auditkeep.core")
 

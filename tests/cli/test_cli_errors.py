@@ -239,7 +239,7 @@ def test_printed_commands_run_as_printed(monkeypatch: pytest.MonkeyPatch) -> Non
     unless the PATH finds that very script (e.g. after `source .venv/bin/activate`)."""
     import sys
 
-    from auditkeep.cli import command_name
+    from auditkeep.cli.serve import command_name
 
     script = Path(sys.executable).parent / "auditkeep"
     assert script.exists()

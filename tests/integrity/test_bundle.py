@@ -9,20 +9,18 @@ from pathlib import Path
 import orjson
 import pytest
 
-from auditkeep.bundle import BundleError, export_bundle, verify_bundle
-from auditkeep.cli import LocalBundleSource
+from auditkeep.cli.backends import LocalBundleSource
 from auditkeep.core import Core
 from auditkeep.integrity.checkpoint import generate_signer, parse_verifier
 from auditkeep.model import now_micros, prepare_event
-from auditkeep.verify import (
-    CHUNK,
-    Frontier,
-    decompose,
-    hash_leaves,
+from auditkeep.translog import (
+    BundleError,
+    export_bundle,
     stored_log_input,
-    subtree_levels,
+    verify_bundle,
     verify_store_log,
 )
+from auditkeep.translog.verify import CHUNK, Frontier, decompose, hash_leaves, subtree_levels
 from tests.conftest import cli, event, make_core
 
 N = 57

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auditkeep.model import canonical_json
-from auditkeep.verify import is_canonical
+from auditkeep.translog import is_canonical
 
 json_values = st.recursive(
     st.none()

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from auditkeep.model import now_micros, prepare_event
-from auditkeep.verify import stored_log_input, verify_store_log
+from auditkeep.translog import stored_log_input, verify_store_log
 from tests.conftest import AUDITKEEP, LiveServer, cli, event, free_port, make_core
 
 

@@ -49,7 +49,7 @@ from auditkeep.store.base import (
 )
 from auditkeep.store.postgres import PostgresStore, _month_bounds, redact
 from auditkeep.store.sqlite import SQLiteStore
-from auditkeep.verify import stored_log_input, verify_store_log
+from auditkeep.translog import stored_log_input, verify_store_log
 from tests.conftest import event, free_port, make_core
 from tests.store.conftest import Backend
 

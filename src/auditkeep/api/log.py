@@ -14,7 +14,7 @@ from auditkeep.auth import ADMIN, EVENTS_READ, EVENTS_WRITE, Principal
 from auditkeep.errors import BadRequest, Forbidden
 from auditkeep.query import int_param
 from auditkeep.store.base import SYSTEM_TENANT_ID, Tenant
-from auditkeep.tlog import checkpoint_json
+from auditkeep.translog import checkpoint_json
 
 _NOTE_TYPE = "text/plain; charset=utf-8"
 

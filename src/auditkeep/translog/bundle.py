@@ -31,7 +31,7 @@ from auditkeep import __version__
 from auditkeep.integrity.checkpoint import KeyFormatError, Verifier, parse_verifier
 from auditkeep.integrity.merkle import ProofError, verify_consistency
 from auditkeep.model import format_timestamp, now_micros
-from auditkeep.verify import (
+from auditkeep.translog.verify import (
     MAX_REPEATS,
     CheckedCheckpoint,
     Frontier,
