@@ -580,17 +580,20 @@ class SQLTenantDestinations:
         )
         return [destination(r) for r in rows]
 
-    def _update(self, sets: str, where: str, params: Sequence[Any]) -> int:
+    def _update(self, sets: str, where: str, params: Sequence[Any], name: Any = None) -> int:
         """``UPDATE destinations SET {sets}`` of this tenant's rows matching ``where`` (in one
-        write transaction); how many changed. A name taken is a Conflict."""
-        q = self._store._q
+        write transaction); how many changed. A name taken (when ``name`` is set) is a
+        Conflict."""
         with self._store._transaction() as conn:
             try:
                 return conn.execute(
-                    q(f"UPDATE destinations SET {sets} WHERE tenant_id = ? AND {where}"), params
+                    self._store._q(
+                        f"UPDATE destinations SET {sets} WHERE tenant_id = ? AND {where}"
+                    ),
+                    params,
                 ).rowcount
             except self._store._UNIQUE:
-                raise Conflict("a destination of that name already exists") from None
+                raise Conflict(f"a destination named {name!r} already exists") from None
 
     def create(self, dest: Destination) -> Destination:
         if dest.tenant_id != self.tenant_id:
@@ -629,14 +632,12 @@ class SQLTenantDestinations:
         if "updated_at" not in changes:
             changes["updated_at"] = now_micros()
         sets = ", ".join(f"{c} = ?" for c in changes)
-        try:
-            updated = self._update(
-                sets,
-                "dest_id = ? AND (CAST(? AS TEXT) IS NULL OR lease_owner = ?)",
-                (*changes.values(), self.tenant_id, dest_id, held_by, held_by),
-            )
-        except Conflict:
-            raise Conflict(f"a destination named {changes.get('name')!r} already exists") from None
+        updated = self._update(
+            sets,
+            "dest_id = ? AND (CAST(? AS TEXT) IS NULL OR lease_owner = ?)",
+            (*changes.values(), self.tenant_id, dest_id, held_by, held_by),
+            changes.get("name"),
+        )
         if not updated:
             return None
         return self.get(dest_id)
