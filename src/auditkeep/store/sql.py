@@ -582,8 +582,8 @@ class SQLTenantDestinations:
 
     def _update(self, sets: str, where: str, params: Sequence[Any], name: Any = None) -> int:
         """``UPDATE destinations SET {sets}`` of this tenant's rows matching ``where`` (in one
-        write transaction); how many changed. A name taken (when ``name`` is set) is a
-        Conflict."""
+        write transaction); how many changed. When it renames the destination to ``name``, a
+        name taken is a Conflict."""
         with self._store._transaction() as conn:
             try:
                 return conn.execute(
@@ -593,6 +593,8 @@ class SQLTenantDestinations:
                     params,
                 ).rowcount
             except self._store._UNIQUE:
+                if name is None:  # not a rename: not the user's doing
+                    raise
                 raise Conflict(f"a destination named {name!r} already exists") from None
 
     def create(self, dest: Destination) -> Destination:
