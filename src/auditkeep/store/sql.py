@@ -731,7 +731,8 @@ class SQLTenantLog(Generic[S]):
         """NodeReader: every requested node in one query (a primary-key lookup per node)."""
         if not ids:
             return []
-        found = {(int(level), int(idx)): bytes(h) for level, idx, h in self._node_rows(ids)}
+        # both drivers return level and idx as int
+        found = {(level, idx): bytes(h) for level, idx, h in self._node_rows(ids)}
         try:
             return [found[(level, idx)] for level, idx in ids]
         except KeyError as e:
