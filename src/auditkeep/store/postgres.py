@@ -64,7 +64,6 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -77,40 +76,35 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 
 from auditkeep.errors import AuditkeepError, ConfigError, Conflict, StoreError, StoreUnavailable
-from auditkeep.integrity.merkle import EMPTY_ROOT, CompactRange
+from auditkeep.integrity.merkle import CompactRange
 from auditkeep.model import now_micros
 from auditkeep.store.base import (
-    DESTINATION_COLUMNS,
     SYSTEM_TENANT_ID,
     SYSTEM_TENANT_SLUG,
-    ApiKey,
     AppendResult,
-    CheckpointSigner,
-    Destination,
-    LogHead,
     PageRequest,
     Position,
-    SigningKeyRecord,
-    StoredCheckpoint,
     StoredEvent,
-    Tenant,
     TenantAppend,
 )
-from auditkeep.store.rows import (
-    DEST_SELECT,
-    DEST_UPDATABLE,
+from auditkeep.store.sql import (
     EVENT_COLUMNS,
     PREFIX_MERGE_MAX_ACTIONS,
-    destination,
-    scan_log,
-    stored_event,
+    SQLStore,
+    SQLTenantEvents,
+    SQLTenantLog,
+    frontier,
+    migrations,
+    page_by_target,
+    prefix_range,
+    pyformat,
 )
+from auditkeep.store.sql import Connection as SharedConnection
 
 log = logging.getLogger("auditkeep.store.postgres")
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
-_EMPTY_FRONTIER = CompactRange().to_bytes()
 _LOCK_KEY = 0x6175_6469_746B_6570  # pg_advisory_xact_lock key of schema changes ("auditkep")
 _PARTITION_MONTHS = 3  # the current month and the next two
 _PARTITIONED = ("events", "event_targets")
@@ -165,15 +159,6 @@ _ID_COPY = "COPY event_ids (tenant_id, id, seq, content_hash) FROM STDIN (FORMAT
 _ID_TYPES = ("int8", "text", "int8", "bytea")
 _NODE_COPY = "COPY merkle_nodes (tenant_id, level, idx, hash) FROM STDIN (FORMAT BINARY)"
 _NODE_TYPES = ("int8", "int4", "int8", "bytea")
-
-
-def _migrations() -> list[tuple[int, str]]:
-    folder = resources.files("auditkeep.store") / "migrations" / "postgres"
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.read_text("utf-8")))
-    return sorted(found)
 
 
 # -- the database URL, without its password --------------------------------------------------
@@ -593,8 +578,13 @@ class Fence:
             log.warning("cannot save %s: %s", self.path, exc)
 
 
-class PostgresStore:
-    """Store implementation over a PostgreSQL database, shared by any number of API nodes."""
+class PostgresStore(SQLStore):
+    """Store implementation over a PostgreSQL database, shared by any number of API nodes.
+    What it shares with the SQLite store is in :class:`~auditkeep.store.sql.SQLStore`."""
+
+    _UNIQUE = pg_errors.UniqueViolation
+    _LOCK_ROWS = " FOR UPDATE"
+    _SYSTEM_ROWS = f"tenant_id = {SYSTEM_TENANT_ID}"
 
     def __init__(
         self,
@@ -918,7 +908,7 @@ class PostgresStore:
         """Apply pending migrations in one transaction, under an advisory lock (several nodes
         may start together), then make this month's partitions and the next two
         (:meth:`ensure_partitions`)."""
-        known = _migrations()
+        known = migrations("postgres")
         newest = max(number for number, _ in known)
         # no deadline: a migration may build Merkle trees over millions of events, and nodes
         # starting together wait here for the one that migrates
@@ -945,7 +935,7 @@ class PostgresStore:
                     (number, now_micros()),
                 )
                 version = max(version, number)
-            _build_missing_trees(conn)
+            self._build_missing_trees(conn)
             conn.execute(
                 "INSERT INTO tenants (tenant_id, slug, name, created_at)"
                 " VALUES (%s, %s, 'operator keys', 0) ON CONFLICT DO NOTHING",
@@ -1057,117 +1047,40 @@ class PostgresStore:
         self._watchdog.close()
         self.fence.save()
 
-    # -- tenants and keys ------------------------------------------------------------------
+    # -- hooks of the shared store (store/sql.py) ------------------------------------------
 
-    def create_tenant(self, slug: str, name: str) -> Tenant:
-        now = now_micros()
-        with self._transaction() as conn:
-            try:
-                row = conn.execute(
-                    "INSERT INTO tenants (slug, name, created_at) VALUES (%s, %s, %s)"
-                    " RETURNING tenant_id",
-                    (slug, name, now),
-                ).fetchone()
-            except pg_errors.UniqueViolation:
-                raise Conflict(f"a tenant named {slug!r} already exists") from None
-            assert row is not None
-            tenant_id = int(row[0])
-            conn.execute(
-                "INSERT INTO log_heads (tenant_id, size, frontier, root) VALUES (%s, 0, %s, %s)",
-                (tenant_id, _EMPTY_FRONTIER, EMPTY_ROOT),
-            )
-        return Tenant(tenant_id, slug, name, now)
+    def _q(self, query: str) -> str:
+        return pyformat(query)
 
-    def get_tenant(self, slug: str) -> Tenant | None:
-        if not _bindable(slug):
-            return None
-        row = self._one(
-            "SELECT tenant_id, slug, name, created_at FROM tenants WHERE slug = %s", (slug,)
-        )
-        return Tenant(*row) if row else None
+    def _bindable(self, *values: str | None) -> bool:
+        return _bindable(*values)
 
-    def list_tenants(self) -> list[Tenant]:
-        rows = self._fetch(
-            "SELECT tenant_id, slug, name, created_at FROM tenants WHERE tenant_id <> %s"
-            " ORDER BY slug",
-            (SYSTEM_TENANT_ID,),
-        )
-        return [Tenant(*row) for row in rows]
+    def _insert_tenant(self, conn: SharedConnection, slug: str, name: str, now: int) -> int:
+        try:
+            row = conn.execute(
+                "INSERT INTO tenants (slug, name, created_at) VALUES (%s, %s, %s)"
+                " RETURNING tenant_id",
+                (slug, name, now),
+            ).fetchone()
+        except pg_errors.UniqueViolation:
+            raise Conflict(f"a tenant named {slug!r} already exists") from None
+        return int(row[0])
 
-    def create_key(self, key: ApiKey) -> None:
-        with self._transaction() as conn:
-            conn.execute(
-                "INSERT INTO api_keys (tenant_id, key_id, secret_hash, scopes, name, created_at,"
-                " expires_at, revoked_at, rate_limit_rps)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    key.tenant_id,
-                    key.key_id,
-                    key.secret_hash,
-                    " ".join(sorted(key.scopes)),
-                    key.name,
-                    key.created_at,
-                    key.expires_at,
-                    key.revoked_at,
-                    key.rate_limit_rps,
-                ),
-            )
+    def _insert_nodes(
+        self, conn: SharedConnection, rows: list[tuple[int, int, int, bytes]]
+    ) -> None:
+        assert isinstance(conn, psycopg.Connection)
+        with conn.cursor() as cur, cur.copy(_NODE_COPY) as copy:
+            copy.set_types(list(_NODE_TYPES))
+            for row in rows:
+                copy.write_row(row)
 
-    _KEY_COLUMNS = (
-        "k.tenant_id, t.slug, k.key_id, k.secret_hash, k.scopes, k.name, k.created_at,"
-        " k.expires_at, k.revoked_at, k.rate_limit_rps"
-    )
+    def _lock_signing_keys(self, conn: SharedConnection) -> None:
+        conn.execute("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
 
-    @staticmethod
-    def _key(row: Sequence[Any]) -> ApiKey:
-        return ApiKey(
-            tenant_id=int(row[0]),
-            tenant_slug=row[1],
-            key_id=row[2],
-            secret_hash=bytes(row[3]),
-            scopes=frozenset(row[4].split()),
-            name=row[5],
-            created_at=int(row[6]),
-            expires_at=row[7],
-            revoked_at=row[8],
-            rate_limit_rps=row[9],
-        )
-
-    def find_key(self, key_id: str) -> ApiKey | None:
-        if not _bindable(key_id):
-            return None
-        row = self._one(
-            f"SELECT {self._KEY_COLUMNS} FROM api_keys k JOIN tenants t USING (tenant_id)"
-            " WHERE k.key_id = %s",
-            (key_id,),
-        )
-        return self._key(row) if row else None
-
-    def list_keys(self, tenant_id: int) -> list[ApiKey]:
-        rows = self._fetch(
-            f"SELECT {self._KEY_COLUMNS} FROM api_keys k JOIN tenants t USING (tenant_id)"
-            " WHERE k.tenant_id = %s ORDER BY k.created_at, k.key_id",
-            (tenant_id,),
-        )
-        return [self._key(row) for row in rows]
-
-    def revoke_key(self, tenant_id: int, key_id: str, at: int) -> ApiKey | None:
-        if not _bindable(key_id):
-            return None
-        with self._transaction() as conn:
-            changed = conn.execute(
-                "UPDATE api_keys SET revoked_at = coalesce(revoked_at, %s)"
-                " WHERE tenant_id = %s AND key_id = %s AND revoked_at IS NULL",
-                (at, tenant_id, key_id),
-            ).rowcount
-            if changed:
-                conn.execute("UPDATE key_revision SET revision = revision + 1")
-        key = self.find_key(key_id)
-        return key if key is not None and key.tenant_id == tenant_id else None
-
-    def key_revision(self) -> int:
-        row = self._one("SELECT revision FROM key_revision", ())
-        return int(row[0]) if row else 0
+    def _checkpointed(self, tenant_id: int, size: int) -> None:
+        self.fence.saw({tenant_id: size})  # committed (and replicated) with the checkpoint
+        self.fence.save()
 
     # -- events ----------------------------------------------------------------------------
 
@@ -1184,122 +1097,8 @@ class PostgresStore:
     def events(self, tenant_id: int) -> PostgresTenantEvents:
         return PostgresTenantEvents(self, tenant_id)
 
-    # -- delivery --------------------------------------------------------------------------
-
-    def destinations(self, tenant_id: int) -> PostgresTenantDestinations:
-        return PostgresTenantDestinations(self, tenant_id)
-
-    def due_destinations(self, now: int) -> list[Destination]:
-        return self._destinations_where(
-            "state = 'active' AND (next_attempt_at IS NULL OR next_attempt_at <= %s)"
-            " ORDER BY coalesce(next_attempt_at, 0), tenant_id, dest_id",
-            (now,),
-        )
-
-    def release_leases(self, owner: str | None) -> int:
-        with self._transaction() as conn:
-            cur = conn.execute(
-                "UPDATE destinations SET lease_owner = NULL, lease_until = NULL"
-                " WHERE lease_owner IS NOT NULL AND (%s::text IS NULL OR lease_owner = %s)",
-                (owner, owner),
-            )
-            return cur.rowcount
-
-    def all_destinations(self) -> list[Destination]:
-        return self._destinations_where("true ORDER BY tenant_id, created_at, dest_id", ())
-
-    def _destinations_where(self, where: str, params: Sequence[Any]) -> list[Destination]:
-        rows = self._fetch(f"SELECT {DEST_SELECT} FROM destinations WHERE {where}", params)
-        return [destination(r) for r in rows]
-
-    # -- the verifiable log ----------------------------------------------------------------
-
     def log(self, tenant_id: int) -> PostgresTenantLog:
         return PostgresTenantLog(self, tenant_id)
-
-    def add_checkpoint(
-        self, tenant_id: int, sign: CheckpointSigner, *, force: bool = False
-    ) -> tuple[StoredCheckpoint, bool]:
-        # The head row is locked like a writer's: the head and the latest checkpoint are read
-        # together, and two nodes signing at once take turns.
-        with self._transaction() as conn:
-            row = conn.execute(
-                "SELECT size, root FROM log_heads WHERE tenant_id = %s FOR UPDATE", (tenant_id,)
-            ).fetchone()
-            if row is None:
-                raise StoreError(f"tenant {tenant_id} has no log head")
-            size, root = int(row[0]), bytes(row[1])
-            key_ids = sign.key_ids()
-            latest = _checkpoint_rows(
-                conn, "WHERE tenant_id = %s ORDER BY size DESC LIMIT 1", (tenant_id,)
-            )
-            if latest and not force:
-                last = latest[0]
-                if last.size > size:
-                    raise StoreError(
-                        f"tenant {tenant_id}: the latest checkpoint has size {last.size} but "
-                        f"the log head has size {size}; the store was rolled back "
-                        "(run `auditkeep verify`)"
-                    )
-                if last.size == size and last.key_ids == key_ids:
-                    return last, False
-            note = sign(size, root)
-            made = StoredCheckpoint(size, root, now_micros(), key_ids, note)
-            conn.execute(
-                "INSERT INTO checkpoints (tenant_id, size, root, created_at, key_ids, note)"
-                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (tenant_id, size) DO UPDATE SET"
-                " root = excluded.root, created_at = excluded.created_at,"
-                " key_ids = excluded.key_ids, note = excluded.note",
-                (tenant_id, size, root, made.created_at, " ".join(key_ids), note),
-            )
-        self.fence.saw({tenant_id: size})  # committed (and replicated) with the checkpoint
-        self.fence.save()
-        return made, True
-
-    def signing_keys(self) -> list[SigningKeyRecord]:
-        rows = self._fetch(
-            "SELECT key_id, name, vkey, state, created_at, retired_at FROM signing_keys"
-            " WHERE tenant_id = %s"
-            " ORDER BY CASE state WHEN 'active' THEN 0 WHEN 'retiring' THEN 1 ELSE 2 END,"
-            " created_at DESC, key_id",
-            (SYSTEM_TENANT_ID,),
-        )
-        return [SigningKeyRecord(*row) for row in rows]
-
-    def add_signing_key(self, record: SigningKeyRecord, *, rotate: bool) -> bool:
-        """Store a new active key. Without ``rotate`` only if there is no active key yet
-        (returns False otherwise); with it the active key becomes ``retiring`` (it co-signs).
-        Nodes starting together take turns on a table lock, so only one first key is made."""
-        with self._transaction() as conn:
-            conn.execute("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
-            active = conn.execute(
-                "SELECT 1 FROM signing_keys WHERE tenant_id = %s AND state = 'active'",
-                (SYSTEM_TENANT_ID,),
-            ).fetchone()
-            if active is not None and not rotate:
-                return False
-            conn.execute(
-                "UPDATE signing_keys SET state = 'retiring' WHERE tenant_id = %s"
-                " AND state = 'active'",
-                (SYSTEM_TENANT_ID,),
-            )
-            conn.execute(
-                "INSERT INTO signing_keys (tenant_id, key_id, name, vkey, state, created_at,"
-                " retired_at) VALUES (%s, %s, %s, %s, 'active', %s, NULL)",
-                (SYSTEM_TENANT_ID, record.key_id, record.name, record.vkey, record.created_at),
-            )
-        return True
-
-    def retire_signing_keys(self, at: int) -> list[SigningKeyRecord]:
-        """Mark every ``retiring`` key ``retired`` (it stops co-signing); return those keys."""
-        before = [k for k in self.signing_keys() if k.state == "retiring"]
-        with self._transaction() as conn:
-            conn.execute(
-                "UPDATE signing_keys SET state = 'retired', retired_at = %s"
-                " WHERE tenant_id = %s AND state = 'retiring'",
-                (at, SYSTEM_TENANT_ID),
-            )
-        return before
 
 
 def _rollback(conn: Connection) -> None:
@@ -1328,7 +1127,7 @@ def _append_in_txn(
             (tids,),
         )
     }
-    trees = {tid: _frontier(tid, heads.get(tid)) for tid in tids}
+    trees = {tid: frontier(tid, heads.get(tid)) for tid in tids}
     # Ids already stored (one query for every tenant of the call), then ids decided earlier in
     # this same call: (seq, SHA-256 of the canonical content).
     wanted = {(b.tenant_id, ev.id) for b in batches for ev in b.events}
@@ -1403,27 +1202,6 @@ def _append_in_txn(
     return out, {tid: tree.size for tid, tree in trees.items()}
 
 
-def _frontier(tenant_id: int, head: tuple[int, bytes | None] | None) -> CompactRange:
-    """The tenant's Merkle frontier from its log_heads row, checked against the head's size."""
-    if head is None:
-        raise StoreError(f"tenant {tenant_id} has no log head")
-    size, frontier = head
-    if frontier is None:
-        raise StoreError(f"tenant {tenant_id}'s Merkle tree is not built; run `auditkeep migrate`")
-    try:
-        tree = CompactRange.from_bytes(bytes(frontier))
-    except ValueError as exc:
-        raise StoreError(
-            f"tenant {tenant_id}: the stored Merkle frontier is corrupt: {exc}"
-        ) from None
-    if tree.size != size:
-        raise StoreError(
-            f"tenant {tenant_id}: the log head has size {size} but its Merkle frontier has "
-            f"size {tree.size}; the store is inconsistent (run `auditkeep verify`)"
-        )
-    return tree
-
-
 def _update_heads(conn: Connection, trees: dict[int, CompactRange]) -> None:
     """Advance the heads of the tenants that grew (their rows are locked by this transaction)."""
     if not trees:
@@ -1439,46 +1217,6 @@ def _update_heads(conn: Connection, trees: dict[int, CompactRange]) -> None:
             [t.root() for t in trees.values()],
         ),
     )
-
-
-def _build_missing_trees(conn: Connection) -> None:
-    """Build the Merkle tree of every log that has events but no tree (a database migrated
-    from version 1): the stored leaf hashes in seq order, every perfect subtree inserted,
-    exactly as the writer would have done."""
-    pending = conn.execute(
-        "SELECT tenant_id, size FROM log_heads WHERE frontier IS NULL ORDER BY tenant_id FOR UPDATE"
-    ).fetchall()
-    for tenant_id, size in pending:
-        tree = CompactRange()
-        while True:
-            rows = conn.execute(
-                "SELECT seq, leaf_hash FROM events WHERE tenant_id = %s AND seq > %s"
-                " ORDER BY seq LIMIT 20000",
-                (tenant_id, tree.size),
-            ).fetchall()
-            if not rows:
-                break
-            nodes = []
-            for seq, leaf in rows:
-                if seq != tree.size + 1:
-                    raise StoreError(
-                        f"cannot build tenant {tenant_id}'s Merkle tree: seq {tree.size + 1} is "
-                        f"missing (the next stored event is seq {seq}); run `auditkeep verify`"
-                    )
-                nodes += [(tenant_id, level, idx, h) for level, idx, h in tree.append(bytes(leaf))]
-            with conn.cursor() as cur, cur.copy(_NODE_COPY) as copy:
-                copy.set_types(list(_NODE_TYPES))
-                for node in nodes:
-                    copy.write_row(node)
-        if tree.size != size:
-            raise StoreError(
-                f"cannot build tenant {tenant_id}'s Merkle tree: the log head says {size} events "
-                f"but {tree.size} are stored; run `auditkeep verify`"
-            )
-        conn.execute(
-            "UPDATE log_heads SET frontier = %s, root = %s WHERE tenant_id = %s",
-            (tree.to_bytes(), tree.root(), tenant_id),
-        )
 
 
 def _create_partitions(conn: Connection, months: list[tuple[str, int, int]]) -> list[str]:
@@ -1528,15 +1266,8 @@ def _create_partitions(conn: Connection, months: list[tuple[str, int, int]]) -> 
 # -- reads -----------------------------------------------------------------------------------
 
 
-class PostgresTenantEvents:
+class PostgresTenantEvents(SQLTenantEvents[PostgresStore]):
     """One tenant's events. Every statement here binds ``tenant_id``."""
-
-    def __init__(self, store: PostgresStore, tenant_id: int) -> None:
-        self._store = store
-        self.tenant_id = tenant_id
-
-    def _rows(self, query: str, params: Sequence[Any]) -> list[StoredEvent]:
-        return [stored_event(r) for r in self._store._fetch(query, params)]
 
     def query(self, page: PageRequest) -> list[StoredEvent]:
         f = page.filters
@@ -1556,15 +1287,11 @@ class PostgresTenantEvents:
             if value is not None:
                 conditions.append(f"{column} = %s")
                 params.append(value)
-        prefix_range: tuple[str, str] | None = None
+        actions_range: tuple[str, str] | None = None
         if f.action_prefix:
-            # 'user.' <= action < 'user/' : every action starting with 'user.' (COLLATE "C")
-            prefix_range = (
-                f.action_prefix,
-                f.action_prefix[:-1] + chr(ord(f.action_prefix[-1]) + 1),
-            )
+            actions_range = prefix_range(f.action_prefix)  # COLLATE "C": in code point order
             conditions.append("e.action >= %s AND e.action < %s")
-            params += prefix_range
+            params += actions_range
         # the time window, on events or on event_targets (both hold the event's occurred_at)
         times: list[str] = []
         time_params: list[Any] = []
@@ -1582,8 +1309,8 @@ class PostgresTenantEvents:
         if page.after is not None:
             where.append(f"(e.occurred_at, e.seq) {cmp} (%s, %s)")
             all_params += [page.after.occurred_at, page.after.seq]
-        if prefix_range is not None and f.actor_id is None:
-            actions = self._actions_in(*prefix_range)
+        if actions_range is not None and f.actor_id is None:
+            actions = self._actions_in(*actions_range)
             if len(actions) <= PREFIX_MERGE_MAX_ACTIONS:
                 return self._query_actions(actions, where, all_params, order, page.limit)
         query = (
@@ -1650,7 +1377,7 @@ class PostgresTenantEvents:
         events are read; with them, each key's event is checked in a LATERAL lookup (its
         LIMIT 1 keeps the planner from turning it into a hash join over every key), so the
         scan stops as soon as the page is full. One event may match through several targets:
-        such repeats are adjacent in sort order and dropped while paging.
+        :func:`page_by_target` drops the repeats.
         """
         f = page.filters
         tconds = ["t.tenant_id = %s", *(f"t.{t}" for t in times)]
@@ -1663,44 +1390,31 @@ class PostgresTenantEvents:
             tparams.append(f.target_type)
         keys_order = f"ORDER BY t.occurred_at {order}, t.seq {order}"
         lookup = "e.tenant_id = %s AND e.seq = k.seq AND e.received_at = k.received_at"
-        out: list[StoredEvent] = []
-        after = page.after
-        while len(out) < page.limit:
+        outer_order = f"ORDER BY k.occurred_at {order}, k.seq {order}"
+
+        def fetch(after: Position | None, want: int) -> list[StoredEvent]:
             cursor_sql, cursor_params = "", []
             if after is not None:
                 cursor_sql = f" AND (t.occurred_at, t.seq) {cmp} (%s, %s)"
                 cursor_params = [after.occurred_at, after.seq]
-            want = page.limit - len(out)
             keys = (
                 "SELECT t.seq, t.received_at, t.occurred_at FROM event_targets t"
                 f" WHERE {' AND '.join(tconds)}{cursor_sql} {keys_order}"
             )
-            outer_order = f"ORDER BY k.occurred_at {order}, k.seq {order}"
             if conditions:
                 query = (
                     f"SELECT e.* FROM ({keys}) AS k CROSS JOIN LATERAL"
                     f" (SELECT {EVENT_COLUMNS} FROM events e WHERE {lookup}"
                     f" AND {' AND '.join(conditions)} LIMIT 1) AS e {outer_order} LIMIT %s"
                 )
-                all_params = [*tparams, *cursor_params, self.tenant_id, *params, want * 2 + 1]
-            else:
-                query = (
-                    f"SELECT {EVENT_COLUMNS} FROM ({keys} LIMIT %s) AS k"
-                    f" JOIN events e ON {lookup} {outer_order}"
-                )
-                all_params = [*tparams, *cursor_params, want * 2 + 1, self.tenant_id]
-            rows = self._rows(query, all_params)
-            for ev in rows:
-                if (out and out[-1].seq == ev.seq) or (after is not None and after.seq == ev.seq):
-                    continue
-                out.append(ev)
-                if len(out) == page.limit:
-                    break
-            if len(rows) < want * 2 + 1:
-                break
-            last = rows[-1]
-            after = Position(last.occurred_at, last.seq)
-        return out
+                return self._rows(query, [*tparams, *cursor_params, self.tenant_id, *params, want])
+            query = (
+                f"SELECT {EVENT_COLUMNS} FROM ({keys} LIMIT %s) AS k"
+                f" JOIN events e ON {lookup} {outer_order}"
+            )
+            return self._rows(query, [*tparams, *cursor_params, want, self.tenant_id])
+
+        return page_by_target(page, fetch)
 
     def get(self, event_id: str) -> StoredEvent | None:
         if not _bindable(event_id):
@@ -1713,237 +1427,17 @@ class PostgresTenantEvents:
         )
         return rows[0] if rows else None
 
-    def after_seq(self, seq: int, limit: int) -> list[StoredEvent]:
-        return self._rows(
-            f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.tenant_id = %s AND e.seq > %s"
-            " ORDER BY e.seq LIMIT %s",
-            (self.tenant_id, seq, limit),
-        )
-
-    def size(self) -> int:
-        row = self._store._one("SELECT size FROM log_heads WHERE tenant_id = %s", (self.tenant_id,))
-        return int(row[0]) if row else 0
-
-    def stats(self) -> tuple[int, int]:
-        """``(number of stored events, highest stored seq)`` (for verification)."""
-        row = self._store._one(
-            "SELECT count(*), coalesce(max(seq), 0) FROM events WHERE tenant_id = %s",
-            (self.tenant_id,),
-        )
-        assert row is not None
-        return int(row[0]), int(row[1])
-
-    def scan(self, batch: int = 5000) -> Iterator[StoredEvent]:
-        return scan_log(self.after_seq, batch)
-
-
-# -- destinations ----------------------------------------------------------------------------
-
-
-class PostgresTenantDestinations:
-    """One tenant's delivery destinations. Every statement here binds ``tenant_id``."""
-
-    def __init__(self, store: PostgresStore, tenant_id: int) -> None:
-        self._store = store
-        self.tenant_id = tenant_id
-
-    def _select(self, where: str, params: Sequence[Any]) -> list[Destination]:
-        rows = self._store._fetch(
-            f"SELECT {DEST_SELECT} FROM destinations WHERE tenant_id = %s {where}",
-            (self.tenant_id, *params),
-        )
-        return [destination(r) for r in rows]
-
-    def create(self, dest: Destination) -> Destination:
-        if dest.tenant_id != self.tenant_id:
-            raise StoreError("a destination must be created in its own tenant")
-        values = [getattr(dest, c) for c in DESTINATION_COLUMNS]
-        values[DESTINATION_COLUMNS.index("config")] = orjson.dumps(dest.config).decode()
-        marks = ", ".join(["%s"] * len(values))
-        with self._store._transaction() as conn:
-            try:
-                conn.execute(f"INSERT INTO destinations ({DEST_SELECT}) VALUES ({marks})", values)
-            except pg_errors.UniqueViolation:
-                raise Conflict(f"a destination named {dest.name!r} already exists") from None
-        return dest
-
-    def list(self) -> list[Destination]:
-        return self._select("ORDER BY created_at, dest_id", ())
-
-    def get(self, dest_id: str) -> Destination | None:
-        if not _bindable(dest_id):
-            return None
-        found = self._select("AND dest_id = %s", (dest_id,))
-        return found[0] if found else None
-
-    def update(
-        self, dest_id: str, *, held_by: str | None = None, **changes: Any
-    ) -> Destination | None:
-        unknown = set(changes) - DEST_UPDATABLE
-        if unknown:
-            raise StoreError(f"not updatable: {', '.join(sorted(unknown))}")
-        if not _bindable(dest_id):
-            return None
-        if "config" in changes:
-            changes["config"] = orjson.dumps(changes["config"]).decode()
-        if "updated_at" not in changes:
-            changes["updated_at"] = now_micros()
-        sets = ", ".join(f"{c} = %s" for c in changes)
-        with self._store._transaction() as conn:
-            try:
-                cur = conn.execute(
-                    f"UPDATE destinations SET {sets} WHERE tenant_id = %s AND dest_id = %s"
-                    " AND (CAST(%s AS TEXT) IS NULL OR lease_owner = %s)",
-                    (*changes.values(), self.tenant_id, dest_id, held_by, held_by),
-                )
-            except pg_errors.UniqueViolation:
-                raise Conflict(
-                    f"a destination named {changes.get('name')!r} already exists"
-                ) from None
-            updated = cur.rowcount
-        if not updated:
-            return None
-        return self.get(dest_id)
-
-    def advance(
-        self,
-        dest_id: str,
-        from_cursor: int,
-        to_cursor: int,
-        at: int,
-        *,
-        held_by: str | None = None,
-    ) -> bool:
-        if not _bindable(dest_id):
-            return False
-        with self._store._transaction() as conn:
-            cur = conn.execute(
-                "UPDATE destinations SET cursor = %s, batch_end = NULL, attempts = 0,"
-                " failing_since = NULL, next_attempt_at = NULL, last_error = NULL,"
-                " last_attempt_at = %s, last_success_at = %s, delivered = delivered + %s,"
-                " updated_at = %s WHERE tenant_id = %s AND dest_id = %s AND cursor = %s"
-                " AND (CAST(%s AS TEXT) IS NULL OR lease_owner = %s)",
-                (
-                    to_cursor,
-                    at,
-                    at,
-                    to_cursor - from_cursor,
-                    at,
-                    self.tenant_id,
-                    dest_id,
-                    from_cursor,
-                    held_by,
-                    held_by,
-                ),
-            )
-            return cur.rowcount > 0
-
-    def claim(self, dest_id: str, owner: str, now: int, until: int) -> bool:
-        if not _bindable(dest_id, owner):
-            return False
-        with self._store._transaction() as conn:
-            cur = conn.execute(
-                "UPDATE destinations SET lease_owner = %s, lease_until = %s"
-                " WHERE tenant_id = %s AND dest_id = %s AND (lease_owner IS NULL"
-                " OR lease_owner = %s OR lease_until IS NULL OR lease_until < %s)",
-                (owner, until, self.tenant_id, dest_id, owner, now),
-            )
-            return cur.rowcount > 0
-
-    def delete(self, dest_id: str) -> bool:
-        if not _bindable(dest_id):
-            return False
-        with self._store._transaction() as conn:
-            cur = conn.execute(
-                "DELETE FROM destinations WHERE tenant_id = %s AND dest_id = %s",
-                (self.tenant_id, dest_id),
-            )
-            return cur.rowcount > 0
-
 
 # -- the Merkle tree and checkpoints ---------------------------------------------------------
 
 
-def _checkpoint_rows(conn: Connection, where: str, params: Sequence[Any]) -> list[StoredCheckpoint]:
-    rows = conn.execute(
-        f"SELECT size, root, created_at, key_ids, note FROM checkpoints {where}", params
-    ).fetchall()
-    return [_checkpoint(r) for r in rows]
-
-
-def _checkpoint(r: Sequence[Any]) -> StoredCheckpoint:
-    return StoredCheckpoint(int(r[0]), bytes(r[1]), int(r[2]), tuple(r[3].split()), bytes(r[4]))
-
-
-class PostgresTenantLog:
+class PostgresTenantLog(SQLTenantLog[PostgresStore]):
     """One tenant's Merkle tree and checkpoints. Every statement here binds ``tenant_id``."""
 
-    def __init__(self, store: PostgresStore, tenant_id: int) -> None:
-        self._store = store
-        self.tenant_id = tenant_id
-
-    def head(self) -> LogHead:
-        row = self._store._one(
-            "SELECT size, root, frontier FROM log_heads WHERE tenant_id = %s", (self.tenant_id,)
-        )
-        if row is None:
-            raise StoreError(f"tenant {self.tenant_id} has no log head")
-        if row[2] is None:
-            raise StoreError(
-                f"tenant {self.tenant_id}'s Merkle tree is not built; run `auditkeep migrate`"
-            )
-        return LogHead(int(row[0]), bytes(row[1]), bytes(row[2]))
-
-    def get_nodes(self, ids: Sequence[tuple[int, int]]) -> list[bytes]:
-        """NodeReader: every requested node in one query (a primary-key lookup per node)."""
-        if not ids:
-            return []
-        rows = self._store._fetch(
+    def _node_rows(self, ids: Sequence[tuple[int, int]]) -> list[Any]:
+        return self._store._fetch(
             "SELECT n.level, n.idx, n.hash FROM unnest(%s::integer[], %s::bigint[])"
             " AS v (level, idx) JOIN merkle_nodes n"
             " ON n.tenant_id = %s AND n.level = v.level AND n.idx = v.idx",
             ([level for level, _ in ids], [idx for _, idx in ids], self.tenant_id),
-        )
-        found = {(int(level), int(idx)): bytes(h) for level, idx, h in rows}
-        try:
-            return [found[(level, idx)] for level, idx in ids]
-        except KeyError as e:
-            level, idx = e.args[0]
-            raise KeyError(f"node (level={level}, index={idx}) is not stored") from None
-
-    def nodes_in_range(self, level: int, lo: int, hi: int) -> dict[int, bytes]:
-        """Stored nodes ``(level, idx)`` with ``lo <= idx < hi``, by idx (for verification)."""
-        rows = self._store._fetch(
-            "SELECT idx, hash FROM merkle_nodes WHERE tenant_id = %s AND level = %s"
-            " AND idx >= %s AND idx < %s",
-            (self.tenant_id, level, lo, hi),
-        )
-        return {int(idx): bytes(h) for idx, h in rows}
-
-    def node_count(self) -> int:
-        row = self._store._one(
-            "SELECT count(*) FROM merkle_nodes WHERE tenant_id = %s", (self.tenant_id,)
-        )
-        return int(row[0]) if row else 0
-
-    def _checkpoints(self, where: str, params: Sequence[Any]) -> list[StoredCheckpoint]:
-        rows = self._store._fetch(
-            f"SELECT size, root, created_at, key_ids, note FROM checkpoints {where}", params
-        )
-        return [_checkpoint(r) for r in rows]
-
-    def latest_checkpoint(self) -> StoredCheckpoint | None:
-        rows = self._checkpoints(
-            "WHERE tenant_id = %s ORDER BY size DESC LIMIT 1", (self.tenant_id,)
-        )
-        return rows[0] if rows else None
-
-    def checkpoint(self, size: int) -> StoredCheckpoint | None:
-        rows = self._checkpoints("WHERE tenant_id = %s AND size = %s", (self.tenant_id, size))
-        return rows[0] if rows else None
-
-    def checkpoints(self, after_size: int = -1, limit: int = 100) -> list[StoredCheckpoint]:
-        return self._checkpoints(
-            "WHERE tenant_id = %s AND size > %s ORDER BY size LIMIT %s",
-            (self.tenant_id, after_size, limit),
         )
