@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from auditkeep.api.http import JSONResponse, authenticate, core_of, params, read_json, route
 from auditkeep.api.openapi import Operation, json_answer, problems
-from auditkeep.auth import OPERATOR, TENANT_SCOPES, parse_scopes
+from auditkeep.auth import OPERATOR, SLUG_RE, TENANT_SCOPES, parse_scopes
 from auditkeep.bodies import parse_body
 from auditkeep.core import parse_expiry
 from auditkeep.model import format_timestamp
@@ -30,7 +30,14 @@ _BODY_LIMIT = 64 * 1024
 class NewTenant(msgspec.Struct, forbid_unknown_fields=True):
     """The body of POST /v1/tenants."""
 
-    slug: Annotated[str, msgspec.Meta(description="Lower-case letters, digits and '-'")]
+    slug: Annotated[
+        str,
+        msgspec.Meta(
+            description="1-63 lower-case letters, digits and '-', starting with a letter or "
+            "digit (checked by auth.check_slug with the same pattern)",
+            extra_json_schema={"pattern": f"^{SLUG_RE.pattern}$"},
+        ),
+    ]
     name: str | None = None
 
 

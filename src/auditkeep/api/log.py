@@ -47,7 +47,7 @@ _NOTE_OR_JSON = {
         "application/json": {"schema": _CHECKPOINT},
     },
 }
-_FORMAT = Param("format", "note (default) or json", enum=("note", "json"))
+_FORMAT = Param("format", "note (default) or json", enum=("json", "note"))
 _TREE_SIZE = Param("tree_size", "Tree size (default: the latest checkpoint's)", "integer")
 _READ_PROBLEMS = (400, 401, 403, 429, 503)
 
