@@ -6,6 +6,7 @@ A body that breaks them is a BadRequest naming the fields, so a person knows wha
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 import msgspec
@@ -111,13 +112,12 @@ def parse_body(body: Any, model: type[S]) -> S:
     except msgspec.ValidationError as exc:
         message, _, where = str(exc).partition(" - at `$.")
         field = where.rstrip("`") or "the body"
-        said = message.replace("`", "").lower()
-        for ours, json_name in _JSON_TYPES:
-            said = said.replace(ours, json_name)
+        said = _PY_TYPE.sub(lambda m: _JSON_TYPES[m[0]], message.replace("`", "").lower())
         raise BadRequest(f"{field}: {said}") from None
 
 
-_JSON_TYPES = (("float", "number"), ("str", "string"), ("int", "integer"), ("bool", "boolean"))
+_JSON_TYPES = {"float": "number", "str": "string", "int": "integer", "bool": "boolean"}
+_PY_TYPE = re.compile(r"\b(?:float|str|int|bool)\b")
 
 
 def optional_string(body: dict[str, Any], name: str) -> str | None:
