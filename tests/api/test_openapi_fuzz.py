@@ -78,7 +78,6 @@ def _known(case: Any, dest_id: str) -> None:
             case.path_parameters[name] = known[name]
 
 
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def _fuzz(
     operation: Any, mode: GenerationMode, key: str, dest_id: str, seen: set[int]
 ) -> Callable[[], None]:
@@ -103,6 +102,7 @@ def _fuzz(
     return run
 
 
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_every_operation_answers_as_documented(
     fuzz_server: tuple[LiveServer, str], mode: GenerationMode
 ) -> None:
