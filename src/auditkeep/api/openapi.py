@@ -12,7 +12,7 @@ answers. ``build_spec`` walks the app's route table and assembles the document f
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -77,7 +77,6 @@ class Operation:
     description: str = ""
     public: bool = False
     """No API key needed (``security: []``)."""
-    components: Mapping[str, Any] = field(default_factory=dict)
 
     def openapi(self, components: dict[str, Any]) -> dict[str, Any]:
         """The Operation Object; schemas it names are added to ``components``."""
@@ -99,7 +98,6 @@ class Operation:
                 "content": {"application/json": {"schema": schema}},
             }
         op["responses"] = {str(code): dict(doc) for code, doc in sorted(self.responses.items())}
-        components.update(self.components)
         return op
 
 
