@@ -31,7 +31,7 @@ TENANT_SCOPES = frozenset({EVENTS_WRITE, EVENTS_READ, ADMIN})
 log = logging.getLogger("auditkeep.auth")
 
 _KEY_RE = re.compile(r"(ak_[a-z2-7]{12})_[A-Za-z0-9_-]{43}")
-_SLUG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+SLUG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
 def hash_key(key: str) -> bytes:
@@ -57,7 +57,7 @@ def parse_scopes(text: str | list[str]) -> frozenset[str]:
 
 
 def check_slug(slug: str) -> str:
-    if not isinstance(slug, str) or _SLUG_RE.fullmatch(slug) is None:
+    if not isinstance(slug, str) or SLUG_RE.fullmatch(slug) is None:
         raise BadRequest(
             f"{str(slug)[:70]!r} is not a valid tenant name: use 1-63 lower-case letters, "
             "digits and '-', starting with a letter or digit"

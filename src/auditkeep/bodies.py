@@ -6,8 +6,10 @@ A body that breaks them is a BadRequest naming the fields, so a person knows wha
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+from typing import Any, TypeVar
 
+import msgspec
 import orjson
 
 from auditkeep.errors import BadRequest
@@ -83,6 +85,39 @@ def check_fields(body: Any, allowed: set[str], required: set[str]) -> dict[str, 
     if missing:
         raise BadRequest(f"missing field(s): {', '.join(sorted(missing))}")
     return body
+
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def struct_fields(model: type[msgspec.Struct]) -> tuple[set[str], set[str]]:
+    """The JSON member names a body model declares: ``(allowed, required)``."""
+    fields = msgspec.structs.fields(model)
+    return {f.encode_name for f in fields}, {f.encode_name for f in fields if f.required}
+
+
+def check_body(body: Any, model: type[msgspec.Struct]) -> dict[str, Any]:
+    """``body`` as a dict with only the fields ``model`` declares and every required one
+    (``check_fields``); the values are left to the caller's own checks."""
+    allowed, required = struct_fields(model)
+    return check_fields(body, allowed, required)
+
+
+def parse_body(body: Any, model: type[S]) -> S:
+    """``body`` as an instance of ``model``: the fields checked by ``check_body``, then every
+    value against its declared type. A value of the wrong type is a BadRequest naming it."""
+    check_body(body, model)
+    try:
+        return msgspec.convert(body, model, strict=True)
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).partition(" - at `$.")
+        field = where.rstrip("`") or "the body"
+        said = _PY_TYPE.sub(lambda m: _JSON_TYPES[m[0]], message.replace("`", "").lower())
+        raise BadRequest(f"{field}: {said}") from None
+
+
+_JSON_TYPES = {"float": "number", "str": "string", "int": "integer", "bool": "boolean"}
+_PY_TYPE = re.compile(r"\b(?:float|str|int|bool)\b")
 
 
 def optional_string(body: dict[str, Any], name: str) -> str | None:

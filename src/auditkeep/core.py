@@ -41,7 +41,7 @@ from auditkeep.model import (
     prepare_event,
 )
 from auditkeep.monitor.metrics import Metrics
-from auditkeep.query import QUERY_PARAMS, encode_cursor, parse_query
+from auditkeep.query import EVENT_FILTERS, Param, encode_cursor, parse_query
 from auditkeep.settings import DEFAULT_LOG_ORIGIN, Config
 from auditkeep.store import open_store
 from auditkeep.store.base import SYSTEM_TENANT_ID, SYSTEM_TENANT_SLUG, ApiKey, Position, Tenant
@@ -64,6 +64,14 @@ def check_metrics_token(token: str) -> None:
             f"metrics_token must be at least {_MIN_METRICS_TOKEN} printable ASCII characters "
             "without spaces (e.g. the output of: openssl rand -hex 32)"
         )
+
+
+EXPORT_PARAMS: tuple[Param, ...] = (
+    Param("format", "ndjson (default), csv or ocsf", default="ndjson", enum=tuple(FORMATS)),
+    *EVENT_FILTERS,
+    Param("order", "asc (oldest first, default) or desc", default="asc", enum=("asc", "desc")),
+)
+"""The query parameters of GET /v1/export: the filters of GET /v1/events, a format, an order."""
 
 
 class Core:
@@ -293,20 +301,9 @@ class Core:
         """Check an export request, then stream it: the format and its chunks (one per page of
         1,000 events, so memory stays constant however many events match). Filters are those
         of GET /v1/events; the order is oldest first unless ``order=desc``."""
-        allowed = (QUERY_PARAMS - {"limit", "cursor"}) | {"format"}
-        unknown = set(params) - allowed
-        if unknown:
-            raise BadRequest(
-                f"unknown export parameter(s) {', '.join(sorted(unknown))}; "
-                f"supported: {', '.join(sorted(allowed))}"
-            )
-        name = params.get("format", "ndjson")
-        fmt = FORMATS.get(name)
-        if fmt is None:
-            raise BadRequest(f"format must be one of {', '.join(FORMATS)} (got {name[:20]!r})")
-        query = {k: v for k, v in params.items() if k != "format"}
-        query.setdefault("order", "asc")
-        page = dataclasses.replace(parse_query(query), limit=1000)
+        query = parse_query(params, EXPORT_PARAMS, what="export parameter")
+        page = dataclasses.replace(query, limit=1000)
+        fmt = FORMATS[params.get("format", "ndjson")]  # one of them: parse_query checked it
         reader = self.store.events(tenant_id)
 
         first = reader.query(page)  # before the answer starts: a failure here is a 503

@@ -1,4 +1,9 @@
-"""Query parameters -> EventFilter/PageRequest, and the opaque cursor.
+"""Query parameters: their declarations (``Param``), the event filters, and the opaque cursor.
+
+Every endpoint reads its query and path parameters through ``Param`` declarations: each
+names the parameter, its type, bounds and description, parses and checks a value (a 400 that
+says what is wrong), and describes itself as an OpenAPI parameter, so /openapi.json is built
+from the very declarations the handlers parse with.
 
 The cursor is base64url of a small JSON object holding the sort key of the last row returned
 (occurred_at, seq) and the direction. It carries no tenant: tenant scoping comes from the key,
@@ -9,9 +14,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
-from collections.abc import Mapping
-from typing import overload
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, overload
 
 import orjson
 
@@ -21,21 +28,6 @@ from auditkeep.store.base import EventFilter, PageRequest, Position
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 50
-QUERY_PARAMS = frozenset(
-    {
-        "actor_id",
-        "action",
-        "target_id",
-        "target_type",
-        "outcome",
-        "category",
-        "since",
-        "until",
-        "limit",
-        "cursor",
-        "order",
-    }
-)
 _PREFIX_RE = re.compile(r"[a-z0-9_\-]+(\.[a-z0-9_\-]+)*\.\*")
 MAX_INT = 2**63 - 1
 """The largest integer any parameter, seq, size or time may hold (both stores use int64)."""
@@ -78,6 +70,142 @@ def int_param(
     return value
 
 
+@dataclass(frozen=True)
+class Param:
+    """One query or path parameter of an endpoint: parsed by ``parse`` (``parse_params``) and
+    described by ``openapi``. ``kind`` "integer" reads through ``int_param`` (bounds default
+    to 0 and int64); "number" is a finite decimal; "date-time" an RFC 3339 time, parsed to
+    UTC microseconds; "string" is taken as is, or must be one of ``enum``."""
+
+    name: str
+    description: str
+    kind: Literal["string", "integer", "number", "date-time"] = "string"
+    default: Any = None
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+    enum: tuple[str, ...] = ()
+    required: bool = False
+    location: Literal["query", "path"] = "query"
+
+    def parse(self, params: Mapping[str, str]) -> Any:
+        """This parameter's value in ``params`` (``default`` when absent); BadRequest if bad."""
+        text = params.get(self.name)
+        if text is None or (text == "" and self.kind in ("integer", "number")):
+            if self.required:
+                raise BadRequest(f"{self.name} ({self.description.lower()}) is required")
+            return self.default
+        if self.kind == "integer":
+            return int_param(
+                params,
+                self.name,
+                self.default,
+                minimum=int(self.minimum or 0),
+                maximum=MAX_INT if self.maximum is None else int(self.maximum),
+            )
+        if self.kind == "number":
+            return self._number(text)
+        if self.kind == "date-time":
+            try:
+                return parse_timestamp(text)
+            except ValueError as exc:
+                raise BadRequest(f"{self.name}: {exc}") from None
+        if self.enum and text not in self.enum:
+            raise BadRequest(f"{self.name} must be {_choices(self.enum)}, got {text[:40]!r}")
+        return text
+
+    def _number(self, text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        low = -math.inf if self.minimum is None else self.minimum
+        high = math.inf if self.maximum is None else self.maximum
+        if not (math.isfinite(value) and low <= value <= high):
+            bounds = (
+                f" between {low:g} and {high:g}"
+                if self.maximum is not None
+                else f" of at least {low:g}"
+                if self.minimum is not None
+                else ""
+            )
+            raise BadRequest(f"{self.name} must be a number{bounds}, got {text[:40]!r}")
+        return value
+
+    def openapi(self) -> dict[str, Any]:
+        """The OpenAPI 3.1 Parameter Object."""
+        schema: dict[str, Any]
+        if self.kind in ("integer", "number"):
+            schema = {"type": self.kind, "minimum": self.minimum or 0}
+            schema["maximum"] = MAX_INT if self.maximum is None else self.maximum
+        elif self.kind == "date-time":
+            schema = {"type": "string", "format": "date-time"}
+        else:
+            schema = {"type": "string", **({"enum": list(self.enum)} if self.enum else {})}
+        if self.default is not None:
+            schema["default"] = self.default
+        out: dict[str, Any] = {"name": self.name, "in": self.location}
+        out["description"] = self.description
+        if self.required or self.location == "path":
+            out["required"] = True
+        out["schema"] = schema
+        return out
+
+
+def _choices(values: Sequence[str]) -> str:
+    if len(values) == 2:
+        return f"{values[0]} or {values[1]}"
+    return "one of " + ", ".join(values)
+
+
+def parse_params(
+    params: Mapping[str, str], declared: Sequence[Param], *, what: str = "query parameter"
+) -> dict[str, Any]:
+    """Every declared parameter's value, by name; an undeclared query parameter is a 400
+    naming the ones supported (a typo must not silently widen a query)."""
+    known = {p.name for p in declared if p.location == "query"}
+    unknown = set(params) - known
+    if unknown:
+        raise BadRequest(
+            f"unknown {what}(s) {', '.join(sorted(unknown))}; "
+            f"supported: {', '.join(sorted(known)) or 'none'}"
+        )
+    return {p.name: p.parse(params) for p in declared if p.location == "query"}
+
+
+def path_param(name: str, description: str, kind: Literal["string", "integer"] = "string") -> Param:
+    return Param(name, description, kind, location="path", required=True)
+
+
+EVENT_FILTERS: tuple[Param, ...] = (
+    Param("actor_id", "Exact actor id"),
+    Param("action", "Exact action, or a prefix such as user.*"),
+    Param("target_id", "Events with a target of this id"),
+    Param("target_type", "Events with a target of this type"),
+    Param("outcome", "success or failure", enum=("success", "failure")),
+    Param("category", "audit, access, error, security, performance or system"),
+    Param("since", "occurred_at >= this RFC 3339 time", "date-time"),
+    Param("until", "occurred_at < this RFC 3339 time", "date-time"),
+)
+"""The filters of GET /v1/events, shared by GET /v1/export."""
+
+EVENT_QUERY: tuple[Param, ...] = (
+    *EVENT_FILTERS,
+    Param(
+        "limit",
+        f"Page size, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT})",
+        "integer",
+        DEFAULT_LIMIT,
+        minimum=1,
+        maximum=MAX_LIMIT,
+    ),
+    Param("cursor", "next_cursor of the previous page"),
+    Param("order", "desc (newest first, default) or asc", default="desc", enum=("asc", "desc")),
+)
+"""The query parameters of GET /v1/events."""
+
+QUERY_PARAMS = frozenset(p.name for p in EVENT_QUERY)
+
+
 def encode_cursor(position: Position, descending: bool) -> str:
     raw = orjson.dumps({"v": 1, "t": position.occurred_at, "s": position.seq, "d": descending})
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
@@ -102,15 +230,16 @@ def decode_cursor(cursor: str) -> tuple[Position, bool]:
     return position, descending
 
 
-def parse_query(params: Mapping[str, str]) -> PageRequest:
-    """Validate query-string parameters of GET /v1/events; raises BadRequest."""
-    unknown = set(params) - QUERY_PARAMS
-    if unknown:
-        raise BadRequest(
-            f"unknown query parameter(s) {', '.join(sorted(unknown))}; "
-            f"supported: {', '.join(sorted(QUERY_PARAMS))}"
-        )
-    action = params.get("action")
+def parse_query(
+    params: Mapping[str, str],
+    declared: Sequence[Param] = EVENT_QUERY,
+    *,
+    what: str = "query parameter",
+) -> PageRequest:
+    """Validate the query-string parameters of GET /v1/events (``declared``: those of an
+    endpoint that takes the same filters); raises BadRequest."""
+    args = parse_params(params, declared, what=what)
+    action = args["action"]
     action_prefix = None
     if action is not None and action.endswith("*"):
         if _PREFIX_RE.fullmatch(action) is None:
@@ -119,45 +248,28 @@ def parse_query(params: Mapping[str, str]) -> PageRequest:
                 "e.g. action=user.* matches user.login and user.deleted"
             )
         action_prefix, action = action[:-1], None
-    since = _time(params, "since")
-    until = _time(params, "until")
+    since, until = args["since"], args["until"]
     if since is not None and until is not None and since >= until:
         raise BadRequest("since must be earlier than until")
-    outcome = params.get("outcome")
-    if outcome is not None and outcome not in ("success", "failure"):
-        raise BadRequest("outcome must be 'success' or 'failure'")
-    order = params.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise BadRequest("order must be 'asc' or 'desc'")
-    descending = order == "desc"
+    descending = args["order"] == "desc"
     after = None
-    if "cursor" in params:
-        after, cursor_desc = decode_cursor(params["cursor"])
+    if args.get("cursor") is not None:
+        after, cursor_desc = decode_cursor(args["cursor"])
         if cursor_desc != descending:
             raise BadRequest("this cursor belongs to a query with the other order")
     return PageRequest(
-        limit=int_param(params, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT),
+        limit=args.get("limit", DEFAULT_LIMIT),
         after=after,
         descending=descending,
         filters=EventFilter(
-            actor_id=params.get("actor_id"),
+            actor_id=args["actor_id"],
             action=action,
             action_prefix=action_prefix,
-            target_id=params.get("target_id"),
-            target_type=params.get("target_type"),
-            outcome=outcome,
-            category=params.get("category"),
+            target_id=args["target_id"],
+            target_type=args["target_type"],
+            outcome=args["outcome"],
+            category=args["category"],
             since=since,
             until=until,
         ),
     )
-
-
-def _time(params: Mapping[str, str], name: str) -> int | None:
-    text = params.get(name)
-    if text is None:
-        return None
-    try:
-        return parse_timestamp(text)
-    except ValueError as exc:
-        raise BadRequest(f"{name}: {exc}") from None

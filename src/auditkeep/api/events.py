@@ -12,16 +12,84 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from auditkeep.api.http import JSONResponse, authenticate, core_of, off_loop, read_body, route
+from auditkeep.api.http import (
+    JSONResponse,
+    authenticate,
+    core_of,
+    off_loop,
+    params,
+    read_body,
+    route,
+)
+from auditkeep.api.openapi import Operation, json_answer, problems, ref
 from auditkeep.auth import EVENTS_READ, EVENTS_WRITE
 from auditkeep.bodies import decode_json
-from auditkeep.core import Core
+from auditkeep.core import EXPORT_PARAMS, Core
+from auditkeep.delivery.formats import FORMATS
 from auditkeep.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from auditkeep.model import PreparedEvent
-from auditkeep.query import int_param
+from auditkeep.query import EVENT_QUERY, Param, path_param
+
+_RESULT_FIELDS: dict[str, Any] = {
+    "id": {"type": ["string", "null"]},
+    "status": {"enum": ["accepted", "duplicate", "rejected"]},
+    "seq": {"type": "integer", "minimum": 1},
+    "error": ref("Problem"),
+}
+_RESULT = {
+    "type": "object",
+    "description": "One event's result, by its index in the batch",
+    "required": ["index", "id", "status"],
+    "properties": {"index": {"type": "integer", "minimum": 0}, **_RESULT_FIELDS},
+}
+_ONE_RESULT = {
+    "type": "object",
+    "description": "The event's result",
+    "required": ["id", "status", "seq"],
+    "properties": _RESULT_FIELDS,
+}
+
+INGEST = Operation(
+    "Ingest one event, or a batch of up to max_batch_events (default 1000)",
+    description="A 2xx answer means every accepted event is durably stored. Re-sending an "
+    "event with the same id and content is a no-op ('duplicate').",
+    body={
+        "oneOf": [
+            ref("EventIn"),
+            {
+                "type": "object",
+                "required": ["events"],
+                "additionalProperties": False,
+                "properties": {"events": {"type": "array", "minItems": 1, "items": ref("EventIn")}},
+            },
+        ]
+    },
+    responses={
+        201: json_answer(_ONE_RESULT, "One event accepted"),
+        200: json_answer(
+            {
+                "oneOf": [
+                    _ONE_RESULT,
+                    {
+                        "type": "object",
+                        "required": ["results", "accepted", "duplicates", "rejected"],
+                        "properties": {
+                            "results": {"type": "array", "items": _RESULT},
+                            "accepted": {"type": "integer"},
+                            "duplicates": {"type": "integer"},
+                            "rejected": {"type": "integer"},
+                        },
+                    },
+                ]
+            },
+            "Batch results, one per event in order (or a single duplicate)",
+        ),
+        **problems(400, 401, 403, 409, 413, 415, 422, 429, 503),
+    },
+)
 
 
-@route("/v1/events")
+@route("/v1/events", INGEST)
 async def post_events(request: Request) -> Response:
     """Ingest one event (201) or ``{"events": [...]}`` (200 with one result per event)."""
     principal = await authenticate(request)
@@ -81,7 +149,27 @@ def _prepare_body(
     return False, *core.prepare([body], tenant_slug)
 
 
-@route("/v1/events")
+_EVENTS = {"type": "array", "items": ref("Event")}
+
+
+@route(
+    "/v1/events",
+    Operation(
+        "Query the caller's tenant's events",
+        params=EVENT_QUERY,
+        responses={
+            200: json_answer(
+                {
+                    "type": "object",
+                    "required": ["data", "next_cursor"],
+                    "properties": {"data": _EVENTS, "next_cursor": {"type": ["string", "null"]}},
+                },
+                "A page of events",
+            ),
+            **problems(400, 401, 403, 429, 503),
+        },
+    ),
+)
 async def list_events(request: Request) -> Response:
     """Filtered, cursor-paginated events of the caller's tenant."""
     principal = await authenticate(request)
@@ -91,27 +179,58 @@ async def list_events(request: Request) -> Response:
     return JSONResponse(page)
 
 
-@route("/v1/feed")
+@route(
+    "/v1/feed",
+    Operation(
+        "Events after a seq, in log order (for tail and SIEM polling)",
+        params=(
+            Param("after", "Return events with seq > after (default 0)", "integer", 0),
+            Param(
+                "limit",
+                "0-1000 (default 100); 0 returns only the log size",
+                "integer",
+                100,
+                maximum=1000,
+            ),
+            Param(
+                "wait",
+                "Long-poll: with no event after 'after', wait up to this many seconds "
+                "(at most feed_max_wait, default 30) for one",
+                "number",
+                0.0,
+                minimum=0,
+            ),
+        ),
+        responses={
+            200: json_answer(
+                {
+                    "type": "object",
+                    "required": ["data", "size", "next_after"],
+                    "properties": {
+                        "data": _EVENTS,
+                        "size": {"type": "integer", "description": "Log size (head seq)"},
+                        "next_after": {
+                            "type": "integer",
+                            "description": "The 'after' of the next request",
+                        },
+                    },
+                },
+                "Events in seq order",
+            ),
+            **problems(400, 401, 403, 429, 503),
+        },
+    ),
+)
 async def feed(request: Request) -> Response:
     """Events after a seq, in log order: ``?after=N&limit=M[&wait=S]`` ->
     ``{"data", "size", "next_after"}``. With ``wait``, an empty answer waits up to S seconds
     for new events (long-polling)."""
     principal = await authenticate(request)
     principal.require_tenant_scope(EVENTS_READ)
-    params = request.query_params
-    unknown = set(params) - {"after", "limit", "wait"}
-    if unknown:
-        raise BadRequest(
-            f"unknown query parameter(s) {', '.join(sorted(unknown))}; use after, limit, wait"
-        )
+    args = params(request)
     core = core_of(request)
-    after = int_param(params, "after", 0)
-    limit = int_param(params, "limit", 100, maximum=1000)
-    try:
-        wait = float(params.get("wait", "0"))
-    except ValueError:
-        raise BadRequest("wait must be a number of seconds") from None
-    if not 0 <= wait <= core.config.feed_max_wait:
+    after, limit, wait = args["after"], args["limit"], args["wait"]
+    if wait > core.config.feed_max_wait:
         raise BadRequest(f"wait must be between 0 and {core.config.feed_max_wait:g} seconds")
     tid = principal.tenant_id
     deadline = time.monotonic() + wait
@@ -131,7 +250,23 @@ async def feed(request: Request) -> Response:
                 core.metrics.feed_waiting.dec()
 
 
-@route("/v1/export")
+@route(
+    "/v1/export",
+    Operation(
+        "Stream matching events as NDJSON, CSV or OCSF (constant memory)",
+        params=EXPORT_PARAMS,
+        responses={
+            200: {
+                "description": "The events, streamed",
+                "content": {
+                    fmt.media_type.split(";")[0]: {"schema": {"type": "string"}}
+                    for fmt in FORMATS.values()
+                },
+            },
+            **problems(400, 401, 403, 429, 503),
+        },
+    ),
+)
 async def export(request: Request) -> Response:
     """Stream the caller's events that match the filters of GET /v1/events, as ``format`` =
     ndjson (default), csv or ocsf; oldest first unless order=desc. Constant memory."""
@@ -151,7 +286,17 @@ async def export(request: Request) -> Response:
     )
 
 
-@route("/v1/events/{event_id}")
+@route(
+    "/v1/events/{event_id}",
+    Operation(
+        "One event by id",
+        params=(path_param("event_id", "The event's id"),),
+        responses={
+            200: json_answer(ref("Event"), "The event"),
+            **problems(401, 403, 404, 429, 503),
+        },
+    ),
+)
 async def get_event(request: Request) -> Response:
     """One event of the caller's tenant, by its id."""
     principal = await authenticate(request)

@@ -10,16 +10,48 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from auditkeep.api.http import JSONResponse, core_of, route
+from auditkeep.api.openapi import Operation, json_answer, problems, text_answer
 from auditkeep.errors import ServiceUnavailable, StoreUnavailable, Unauthorized
 
 
-@route("/healthz")
+@route(
+    "/healthz",
+    Operation(
+        "Liveness",
+        public=True,
+        responses={
+            200: json_answer(
+                {"type": "object", "required": ["status"], "properties": {"status": {}}}, "Up"
+            )
+        },
+    ),
+)
 async def healthz(request: Request) -> Response:
     """The process is up and serving HTTP."""
     return JSONResponse({"status": "ok"})
 
 
-@route("/readyz")
+@route(
+    "/readyz",
+    Operation(
+        "Readiness: the store answers and commits finish",
+        public=True,
+        responses={
+            200: json_answer(
+                {
+                    "type": "object",
+                    "required": ["status", "writer_queue_events"],
+                    "properties": {
+                        "status": {"const": "ready"},
+                        "writer_queue_events": {"type": "integer"},
+                    },
+                },
+                "Ready",
+            ),
+            **problems(503),
+        },
+    ),
+)
 async def readyz(request: Request) -> Response:
     """The store answers and the writer's commits finish: safe to send traffic."""
     core = core_of(request)
@@ -40,7 +72,16 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready", "writer_queue_events": core.writer.pending})
 
 
-@route("/metrics")
+@route(
+    "/metrics",
+    Operation(
+        "Prometheus metrics",
+        description="Open unless the server sets metrics_token; then it needs "
+        "'Authorization: Bearer <metrics_token>' (not an API key).",
+        public=True,
+        responses={200: text_answer("Metrics"), **problems(401, 503)},
+    ),
+)
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition format; with metrics_token set, only for that bearer token."""
     core = core_of(request)

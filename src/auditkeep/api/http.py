@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from auditkeep.api.openapi import Operation
 from auditkeep.auth import Principal
 from auditkeep.bodies import decode_json
 from auditkeep.core import Core
@@ -29,6 +30,7 @@ from auditkeep.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from auditkeep.query import parse_params
 
 log = logging.getLogger("auditkeep.api")
 
@@ -148,8 +150,10 @@ def _gunzip(body: bytes, max_bytes: int) -> bytes:
     return out
 
 
-def route(name: str) -> Callable[[Handler], Handler]:
-    """Wrap a handler: problem rendering, metrics by route template, no secret in logs."""
+def route(name: str, operation: Operation) -> Callable[[Handler], Handler]:
+    """Wrap a handler: problem rendering, metrics by route template, no secret in logs. The
+    handler's ``operation`` (its parameters, body and answers) is kept on it: ``params``
+    parses with it, and /openapi.json is built from it (``openapi.build_spec``)."""
 
     def wrap(fn: Handler) -> Handler:
         async def endpoint(request: Request) -> Response:
@@ -198,9 +202,22 @@ def route(name: str) -> Callable[[Handler], Handler]:
 
         endpoint.__name__ = fn.__name__
         endpoint.__doc__ = fn.__doc__
+        endpoint.operation = operation  # type: ignore[attr-defined]
         return endpoint
 
     return wrap
+
+
+def params(request: Request) -> dict[str, Any]:
+    """The request's query and path parameters, parsed and checked by the ``Param``
+    declarations of its route's ``Operation``: a 400 naming what is wrong (or unknown)."""
+    operation: Operation = request.scope["endpoint"].operation
+    declared = operation.params
+    values = parse_params(request.query_params, declared)
+    for p in declared:
+        if p.location == "path":
+            values[p.name] = p.parse(request.path_params)
+    return values
 
 
 __all__ = [
@@ -208,6 +225,7 @@ __all__ = [
     "authenticate",
     "core_of",
     "off_loop",
+    "params",
     "read_body",
     "read_json",
     "route",

@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 import secrets as _secrets
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from auditkeep.bodies import check_fields
+import msgspec
+
+from auditkeep.bodies import check_body
 from auditkeep.delivery.base import Secrets
 from auditkeep.delivery.dispatcher import destination_status
 from auditkeep.delivery.kinds import KIND_NAMES, get_kind
@@ -26,8 +28,58 @@ from auditkeep.store.base import Destination, Store, Tenant
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}")
 _MAX_PREVIOUS_SECRETS = 3
 
-CREATE_FIELDS = {"name", "kind", "config", "secret", "start"}
-UPDATE_FIELDS = {"name", "config", "secret"}
+_NAME_TEXT = Annotated[
+    str,
+    msgspec.Meta(
+        description="1-64 of letters, digits, space, '.', '_', '-'",
+        extra_json_schema={"pattern": f"^{_NAME.pattern}$"},
+    ),
+]
+_CONFIG = Annotated[dict[str, Any], msgspec.Meta(description="Per kind: see docs/delivery.md")]
+_SECRET = Annotated[
+    str, msgspec.Meta(description="The kind's credential (write-only, never shown again)")
+]
+
+
+class NewDestination(msgspec.Struct, forbid_unknown_fields=True):
+    """The body that creates a destination (its fields: ``check_body``; their values: the
+    checks below, which answer 422 naming the field)."""
+
+    name: _NAME_TEXT
+    kind: Annotated[str, msgspec.Meta(extra_json_schema={"enum": list(KIND_NAMES)})]
+    config: _CONFIG
+    secret: _SECRET | None = None
+    start: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                description="beginning (deliver the whole log, default) or now (new events)",
+                extra_json_schema={"enum": ["beginning", "now"]},
+            ),
+        ]
+        | None
+    ) = None
+
+
+class DestinationChange(msgspec.Struct, forbid_unknown_fields=True):
+    """The body that changes a destination: any of name, config (replaced whole), secret."""
+
+    name: _NAME_TEXT | None = None
+    config: _CONFIG | None = None
+    secret: _SECRET | None = None
+
+
+class SecretRotation(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of rotate-secret (optional)."""
+
+    secret: _SECRET | None = None
+    keep_previous: (
+        Annotated[
+            bool,
+            msgspec.Meta(description="Keep signing with the previous secrets (webhooks)"),
+        ]
+        | None
+    ) = None
 
 
 def _name(value: Any) -> str:
@@ -102,7 +154,7 @@ class DestinationAdmin:
     # -- operations -------------------------------------------------------------------------
 
     def create(self, tenant: Tenant, body: Any) -> dict[str, Any]:
-        body = check_fields(body, CREATE_FIELDS, {"name", "kind", "config"})
+        body = check_body(body, NewDestination)
         if not isinstance(body["kind"], str):
             raise InvalidDestination(f"kind must be a string: one of {', '.join(KIND_NAMES)}")
         kind = get_kind(body["kind"])
@@ -166,7 +218,7 @@ class DestinationAdmin:
         return self.to_json(tenant, self._get(tenant, dest_id))
 
     def update(self, tenant: Tenant, dest_id: str, body: Any) -> dict[str, Any]:
-        body = check_fields(body, UPDATE_FIELDS, set())
+        body = check_body(body, DestinationChange)
         dest = self._get(tenant, dest_id)
         changes: dict[str, Any] = {}
         if "name" in body:
@@ -210,7 +262,7 @@ class DestinationAdmin:
         Webhooks keep signing with the previous ones too, so receivers switch at their pace;
         ``{"keep_previous": false}`` alone then drops them (with a ``secret``: a switch with
         no overlap)."""
-        body = check_fields(body if body is not None else {}, {"secret", "keep_previous"}, set())
+        body = check_body(body if body is not None else {}, SecretRotation)
         dest = self._get(tenant, dest_id)
         kind = get_kind(dest.kind)
         keep = body.get("keep_previous", kind.generates_secret)

@@ -25,7 +25,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auditkeep.api.http import route
+from auditkeep.api.openapi import Operation, problems
 from auditkeep.errors import BadRequest, NotFound
+from auditkeep.query import Param
 from auditkeep.settings import parse_origins
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -65,7 +67,28 @@ def _etag_matches(header: str, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-@route("/static/{name}")
+@route(
+    "/static/{name}",
+    Operation(
+        "The embeddable timeline's files: timeline.js, tlog.js, timeline.css",
+        description="Public, ETag and Cache-Control; see docs/embedding.md.",
+        public=True,
+        params=(
+            Param("name", "The file", enum=tuple(sorted(FILES)), location="path", required=True),
+        ),
+        responses={
+            200: {
+                "description": "JavaScript or CSS",
+                "content": {
+                    media: {"schema": {"type": "string"}}
+                    for media in sorted({f.media_type.split(";")[0] for f in FILES.values()})
+                },
+            },
+            304: {"description": "Not modified (If-None-Match)"},
+            **problems(400, 404),
+        },
+    ),
+)
 async def static_file(request: Request) -> Response:
     """One vendored static file by name (no sub-directories)."""
     if request.query_params:

@@ -15,6 +15,8 @@ Public surface:
 - :func:`parse_timestamp` / :func:`format_timestamp` convert RFC 3339 timestamps to and from
   integer microseconds since the Unix epoch (UTC), the server's storage form.
 - :func:`new_event_id` makes a time-ordered, collision-resistant id (UUIDv7 text form).
+- :func:`event_json_schema` is this definition as JSON Schema (draft 2020-12), built from the
+  same tables and patterns the checks use; the server's /openapi.json publishes it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ __all__ = [
     "canonical_json",
     "check_event",
     "check_event_size",
+    "event_json_schema",
     "format_timestamp",
     "new_event_id",
     "normalize_event",
@@ -699,3 +702,89 @@ def check_event(
                 ]
             )
     return event, occurred, c.orjson_exact
+
+
+# ---------------------------------------------------------------------------------------------
+# The schema as JSON Schema
+
+
+def _pattern(regex: re.Pattern[str]) -> str:
+    """A fullmatch pattern as an anchored JSON Schema (ECMA-262) pattern."""
+    return f"^{regex.pattern}$"
+
+
+def _text(max_chars: int, **extra: Any) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": max_chars, **extra}
+
+
+def _party_schema(
+    fields: frozenset[str], limits: Limits, description: str, *, type_required: bool
+) -> dict[str, Any]:
+    properties = {
+        "id": _text(limits.max_actor_id_chars),
+        "type": _text(limits.max_type_chars, pattern=_pattern(_TYPE_RE)),
+        "name": _text(limits.max_name_chars),
+    }
+    return {
+        "type": "object",
+        "description": description,
+        "additionalProperties": False,
+        "required": ["id", "type"] if type_required else ["id"],
+        "properties": {name: properties[name] for name in sorted(fields)},
+    }
+
+
+def event_json_schema(limits: Limits = LIMITS) -> dict[str, Any]:
+    """An event as accepted by :func:`check_event`, as a JSON Schema object.
+
+    Built from the tables the checks use (fields, limits, patterns, categories, outcomes), so
+    it cannot drift from them. What JSON Schema cannot say is in descriptions: the encoded size
+    and depth of ``metadata``, the whole event's canonical size, safe integers, and
+    ``occurred_at`` from 1970 on."""
+    context = {
+        name: _text(
+            limits.max_user_agent_chars if name == "user_agent" else limits.max_context_chars
+        )
+        for name in sorted(_CONTEXT_FIELDS)
+    }
+    context["ip"]["description"] = "An IPv4 or IPv6 address"
+    properties: dict[str, Any] = {
+        "id": _text(
+            limits.max_id_chars,
+            pattern=_pattern(_ID_RE),
+            description="Client-made idempotency key (UUID/ULID). Made by the server if absent.",
+        ),
+        "action": _text(
+            limits.max_action_chars, pattern=_pattern(_ACTION_RE), examples=["user.login"]
+        ),
+        "occurred_at": {
+            "type": "string",
+            "format": "date-time",
+            "description": "RFC 3339, from 1970-01-01T00:00:00Z; stored in UTC to microseconds",
+        },
+        "actor": _party_schema(
+            _ACTOR_FIELDS, limits, "Who did it (default type 'user')", type_required=False
+        ),
+        "targets": {
+            "type": "array",
+            "maxItems": limits.max_targets,
+            "items": _party_schema(_TARGET_FIELDS, limits, "What", type_required=True),
+        },
+        "outcome": {"enum": sorted(OUTCOMES), "default": "success"},
+        "reason": _text(limits.max_reason_chars),
+        "context": {"type": "object", "additionalProperties": False, "properties": context},
+        "metadata": {
+            "type": "object",
+            "description": f"Free-form JSON, at most {limits.max_metadata_bytes} bytes encoded, "
+            f"{limits.max_metadata_depth} levels deep, integers within ±(2^53-1).",
+        },
+        "category": {"enum": sorted(CATEGORIES), "default": "audit"},
+    }
+    assert set(properties) == EVENT_FIELDS
+    return {
+        "type": "object",
+        "description": f"At most {limits.max_event_bytes} bytes in canonical form (RFC 8785).",
+        "additionalProperties": False,
+        "required": ["action", "occurred_at", "actor"],
+        "properties": {name: properties[name] for name in sorted(EVENT_FIELDS)},
+    }
