@@ -385,10 +385,23 @@ def database_url_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
+def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--data-dir / --database-url, for commands that act on the store directly (never over
+    HTTP)."""
+    fn = database_url_option(fn)
+    return click.option(
+        "--data-dir",
+        envvar="AUDITKEEP_DATA_DIR",
+        default=DEFAULT_DATA_DIR,
+        show_default=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Act directly on this data directory (env AUDITKEEP_DATA_DIR).",
+    )(fn)
+
+
 def target_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--data-dir / --database-url / --server / --key, shared by every command that reads or
     manages data."""
-    fn = database_url_option(fn)
     fn = click.option(
         "--key", envvar="AUDITKEEP_KEY", help="API key for --server (env AUDITKEEP_KEY)."
     )(fn)
@@ -397,15 +410,7 @@ def target_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         envvar="AUDITKEEP_URL",
         help="Act on a running server at this URL instead of a data directory (env AUDITKEEP_URL).",
     )(fn)
-    fn = click.option(
-        "--data-dir",
-        envvar="AUDITKEEP_DATA_DIR",
-        default=DEFAULT_DATA_DIR,
-        show_default=True,
-        type=click.Path(file_okay=False, path_type=Path),
-        help="Act directly on this data directory (env AUDITKEEP_DATA_DIR).",
-    )(fn)
-    return fn
+    return store_options(fn)
 
 
 def open_backend(data_dir: Path, server: str | None, key: str | None) -> Backend:

@@ -12,11 +12,10 @@ import click
 import httpx
 
 from auditkeep.cli.backends import (
-    DEFAULT_DATA_DIR,
     Backend,
     Local,
-    database_url_option,
     on_backend,
+    store_options,
     target_options,
 )
 from auditkeep.cli.output import print_json
@@ -236,14 +235,7 @@ def log_key(as_json: bool, data_dir: Path, server: str | None, key: str | None) 
 
 
 @log_group.command("rotate-key")
-@click.option(
-    "--data-dir",
-    envvar="AUDITKEEP_DATA_DIR",
-    default=DEFAULT_DATA_DIR,
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-)
-@database_url_option
+@store_options
 def log_rotate_key(data_dir: Path) -> None:
     """Make a new checkpoint signing key. The previous key keeps co-signing checkpoints until
     `auditkeep log retire-key`, so verifiers and witnesses pinned to it learn the new one."""
@@ -264,14 +256,7 @@ def log_rotate_key(data_dir: Path) -> None:
 
 
 @log_group.command("retire-key")
-@click.option(
-    "--data-dir",
-    envvar="AUDITKEEP_DATA_DIR",
-    default=DEFAULT_DATA_DIR,
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-)
-@database_url_option
+@store_options
 def log_retire_key(data_dir: Path) -> None:
     """Stop co-signing with the previous key(s) and delete their private key files."""
 
