@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from typing import Any, TypeVar
 
 import msgspec
@@ -35,11 +36,12 @@ def decode_json(body: bytes) -> Any:
         if "depth" in msg:
             raise BadRequest(f"the JSON nests too deeply: {msg}") from None
         raise BadRequest(f"the body is not valid JSON: {msg}") from None
-    if (
-        body.count(b":") != orjson.dumps(value).count(b":")
-        or b"\\u003a" in body
-        or b"\\u003A" in body
-    ):
+    try:
+        encoded = orjson.dumps(value)
+    except TypeError:  # orjson writes 254 levels at most, though it reads 1,024
+        _reject_duplicate_names(body)
+        return value
+    if body.count(b":") != encoded.count(b":") or b"\\u003a" in body or b"\\u003A" in body:
         _reject_duplicate_names(body)
     return value
 
@@ -56,6 +58,13 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise _DuplicateName(name)
         seen.add(name)
     return {}  # only the check matters; orjson's value is the one used
+
+
+# The slow duplicate-name check parses with the json module, which recurses once per level:
+# Python's default limit (1,000 frames) would refuse bodies orjson accepts (1,024 levels).
+_CHECK_RECURSION = 1500
+if sys.getrecursionlimit() < _CHECK_RECURSION:
+    sys.setrecursionlimit(_CHECK_RECURSION)
 
 
 def _reject_duplicate_names(body: bytes) -> None:

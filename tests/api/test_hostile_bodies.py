@@ -201,3 +201,21 @@ async def test_admin_bodies_reject_duplicate_names_too(app: App, path: str, body
     )
     assert r.status_code == 400, r.text
     assert "more than once" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("depth", [253, 300, 900, 1020])
+async def test_deep_bodies_are_client_errors_and_still_checked_for_duplicates(
+    app: App, depth: int
+) -> None:
+    """orjson reads 1,024 levels but writes only 254, so the duplicate-name check of a deeper
+    body takes the slow path; every answer is a 4xx, never a 500."""
+    deep = b"[" * depth + b"]" * depth
+    ok = orjson.dumps(event(1, metadata=None))[:-1] + b',"metadata":{"x":' + deep + b"}}"
+    r = await _post_raw(app, ok)
+    assert r.status_code == 422, r.text[:300]  # metadata nests deeper than 5 levels
+    assert "metadata" in r.text
+    dup = orjson.dumps(event(2, metadata=None))[:-1] + b',"metadata":{"x":' + deep + b',"x":1}}'
+    r = await _post_raw(app, dup)
+    assert r.status_code == 400, r.text[:300]
+    assert r.json()["duplicate"] == "x"
+    assert await _size(app) == 0
