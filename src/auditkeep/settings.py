@@ -303,7 +303,17 @@ class Config:
 
 
 # Environment variables the CLI reads that are not server settings.
-_NOT_SETTINGS = frozenset({"AUDITKEEP_URL", "AUDITKEEP_KEY"})
+_NOT_SETTINGS = frozenset(
+    {
+        "AUDITKEEP_URL",  # the CLI's --server
+        "AUDITKEEP_KEY",  # the CLI's --key
+        "AUDITKEEP_DEBUG",  # the CLI shows tracebacks
+        # the SDK's (an app that logs to auditkeep may run beside a server or the CLI)
+        "AUDITKEEP_API_KEY",
+        "AUDITKEEP_ENDPOINTS",
+        "AUDITKEEP_OUTBOX",
+    }
+)
 
 
 def _coerce(setting: Setting, raw: Any, *, source: str) -> Any:

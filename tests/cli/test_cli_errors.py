@@ -248,3 +248,28 @@ def test_printed_commands_run_as_printed(monkeypatch: pytest.MonkeyPatch) -> Non
     assert command_name() == str(script.absolute())
     monkeypatch.setenv("PATH", f"{script.parent}:/usr/bin:/bin")
     assert command_name() == "auditkeep"
+
+
+def test_the_debug_advice_works_as_given(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Errors say to set AUDITKEEP_DEBUG=1 for a traceback; with it set, commands still run
+    (it, and the SDK's AUDITKEEP_* variables, are not server settings)."""
+    for name, value in (
+        ("AUDITKEEP_DEBUG", "1"),
+        ("AUDITKEEP_API_KEY", "ak_x_y"),
+        ("AUDITKEEP_ENDPOINTS", "http://127.0.0.1:9"),
+        ("AUDITKEEP_OUTBOX", "/tmp/outbox.db"),
+    ):
+        monkeypatch.setenv(name, value)
+    listed = cli("tenants", "list", "--json", data_dir=data_dir)
+    assert "acme" in listed.stdout, listed.stderr
+    failed = cli(
+        "keys",
+        "create",
+        "--tenant",
+        "acme",
+        "--scopes",
+        "events:wrte",
+        data_dir=data_dir,
+        check=False,
+    )
+    assert failed.returncode == 1 and "Traceback" in failed.stderr, failed.stderr
