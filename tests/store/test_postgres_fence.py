@@ -15,7 +15,7 @@ import pytest
 from auditkeep.errors import StoreUnavailable
 from auditkeep.model import prepare_event
 from auditkeep.store.base import TenantAppend
-from auditkeep.store.postgres import STATE_FILE, PostgresStore, StaleDatabase
+from auditkeep.store.postgres import STATE_FILE, Fence, PostgresStore, StaleDatabase
 from tests.conftest import event
 from tests.store.conftest import Backend
 
@@ -65,3 +65,22 @@ def test_a_running_store_refuses_new_connections_to_a_database_gone_behind(
     assert "already acknowledged or signed 2" in str(refused.value)
     pg_backend.sql("UPDATE log_heads SET size = 2 WHERE tenant_id = %s", (acme.tenant_id,))
     store.check_ready()  # the next connection is accepted again
+
+
+def test_a_process_that_loaded_the_state_earlier_never_saves_smaller_sizes(
+    tmp_path: Path,
+) -> None:
+    """A CLI command opened on a node's data directory (it loads the state file at start)
+    closes after the node saved larger sizes: its save merges them instead of rolling them
+    back, so fencing still knows how far each log went."""
+    path = tmp_path / STATE_FILE
+    path.write_text(json.dumps({"system_identifier": 7, "timeline": 2, "log_sizes": {"1": 5}}))
+    cli_process, node = Fence(path), Fence(path)
+    node.saw({1: 40, 2: 3})
+    node.save()
+    cli_process.saw({3: 1})
+    cli_process.save()  # at close, with its stale copy of tenant 1's size
+    saved = json.loads(path.read_text())
+    assert saved["log_sizes"] == {"1": 40, "2": 3, "3": 1}
+    assert (saved["system_identifier"], saved["timeline"]) == (7, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [STATE_FILE, f"{STATE_FILE}.lock"]

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import calendar
 import contextlib
+import fcntl
 import getpass
 import hashlib
 import logging
@@ -561,21 +562,50 @@ class Fence:
             self.save()
 
     def save(self) -> None:
-        """Write the state file (atomically); a failure is logged, not raised."""
+        """Write the state file (atomically); a failure is logged, not raised.
+
+        Other processes on the same data directory (a second node, a CLI command) save it too,
+        so what is on disk is merged in first, under a lock: the larger of each log size and
+        of the timeline wins, and a process that loaded the file earlier never writes smaller
+        sizes back over a node's newer ones."""
         if self.path is None:
             return
-        with self._lock:
-            data = {
-                "system_identifier": self.system,
-                "timeline": self.timeline,
-                "log_sizes": {str(t): n for t, n in sorted(self.sizes.items())},
-            }
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-            os.replace(tmp, self.path)
+            with open(self.path.with_name(self.path.name + ".lock"), "a") as lock_file:
+                fcntl.flock(lock_file, fcntl.LOCK_EX)
+                self._merge_saved()
+                with self._lock:
+                    data = {
+                        "system_identifier": self.system,
+                        "timeline": self.timeline,
+                        "log_sizes": {str(t): n for t, n in sorted(self.sizes.items())},
+                    }
+                tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+                tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+                os.replace(tmp, self.path)
         except OSError as exc:
             log.warning("cannot save %s: %s", self.path, exc)
+
+    def _merge_saved(self) -> None:
+        """Fold what another process saved into this one's state (same database cluster
+        only; an unreadable file is left to be overwritten)."""
+        assert self.path is not None
+        try:
+            data = orjson.loads(self.path.read_bytes())
+            system = data.get("system_identifier")
+            timeline = int(data.get("timeline", 0))
+            sizes = {int(t): int(n) for t, n in data.get("log_sizes", {}).items()}
+        except (OSError, ValueError, TypeError, AttributeError):
+            return
+        with self._lock:
+            if system is not None and self.system is not None and system != self.system:
+                return
+            if self.system is None:
+                self.system = system
+            self.timeline = max(self.timeline, timeline)
+            for tenant_id, size in sizes.items():
+                if size > self.sizes.get(tenant_id, 0):
+                    self.sizes[tenant_id] = size
 
 
 class PostgresStore(SQLStore):
