@@ -137,11 +137,22 @@ class ReadOnlyCORS:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-        if path.startswith(CORS_PATHS):
+        if scope["type"] == "http" and scope["path"].startswith(CORS_PATHS) and _reads(scope):
             await self.cors(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+
+def _reads(scope: Scope) -> bool:
+    """A GET or HEAD, or the preflight of one: only those may carry CORS headers (a POST to
+    the same path, or its preflight, gets none, so the browser refuses it)."""
+    method = scope["method"]
+    if method == "OPTIONS":
+        for name, value in scope["headers"]:
+            if name == b"access-control-request-method":
+                return value.strip().upper() in (b"GET", b"HEAD")
+        return False
+    return method in ("GET", "HEAD")
 
 
 def middleware(cors_allow_origins: str) -> list[Middleware]:
