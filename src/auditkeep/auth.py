@@ -37,7 +37,8 @@ TENANT_SCOPES = frozenset({EVENTS_WRITE, EVENTS_READ, ADMIN})
 log = logging.getLogger("auditkeep.auth")
 
 _KEY_RE = re.compile(r"(ak_[a-z2-7]{12})_[A-Za-z0-9_-]{43}")
-_VIEWER_RE = re.compile(r"akv_([A-Za-z0-9_-]{1,4096})\.([A-Za-z0-9_-]{43})")
+MAX_VIEWER_PAYLOAD = 4096
+_VIEWER_RE = re.compile(rf"akv_([A-Za-z0-9_-]{{1,{MAX_VIEWER_PAYLOAD}}})\.([A-Za-z0-9_-]{{43}})")
 VIEWER_KEY_FILE = "viewer.key"
 MAX_VIEWER_TTL = 3600
 VIEWER_READS = (
@@ -231,6 +232,11 @@ class ViewerTokens:
                 }
             )
         )
+        if len(payload) > MAX_VIEWER_PAYLOAD:
+            raise BadRequest(
+                f"the token's scope is too large ({len(payload)} characters encoded, at most "
+                f"{MAX_VIEWER_PAYLOAD}): use fewer or shorter filters and hidden fields"
+            )
         return f"akv_{payload}.{_b64(self._mac(payload))}", token
 
     def open(self, text: str) -> ViewerToken:

@@ -218,3 +218,9 @@ async def test_issuing_a_token_is_recorded_in_the_log(app: App) -> None:
     assert token.encode() not in app.stored_bytes()
     # and it is outside the token's own scope
     assert await _ids(app, {"Authorization": f"Bearer {token}"}) == []
+
+
+async def test_a_scope_too_large_for_a_token_is_refused(app: App) -> None:
+    fields = [f"metadata.field_{i:04d}_{'x' * 40}" for i in range(80)]
+    r = await _mint(app, actor_id=ALICE, hide_fields=fields)
+    assert r.status_code == 400 and "too large" in r.json()["detail"]
