@@ -395,13 +395,14 @@ class Authenticator:
 
     @staticmethod
     def _principal(record: ApiKey, viewer: ViewerToken | None = None) -> Principal:
+        whose = "API key" if viewer is None else "the viewer token's key (which minted it)"
         if record.revoked_at is not None:
             raise Unauthorized(
-                f"API key {record.key_id} was revoked at {format_timestamp(record.revoked_at)}"
+                f"{whose} {record.key_id} was revoked at {format_timestamp(record.revoked_at)}"
             )
         if record.expires_at is not None and record.expires_at <= now_micros():
             raise Unauthorized(
-                f"API key {record.key_id} expired at {format_timestamp(record.expires_at)}"
+                f"{whose} {record.key_id} expired at {format_timestamp(record.expires_at)}"
             )
         if viewer is None:
             return Principal(record)
