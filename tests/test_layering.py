@@ -19,7 +19,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "auditkeep"
 #: layer or above (docs/architecture.md draws the same picture).
 LAYERS: list[set[str]] = [
     {"errors", "model", "logs", "logwatch", "monitor", "integrity"},
-    {"settings", "bodies"},
+    {"settings", "bodies", "keyfile"},
     {"store"},
     {"translog", "auth", "query", "ingest", "delivery"},
     {"core"},

@@ -17,10 +17,16 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import orjson
+
+from auditkeep import keyfile
 from auditkeep.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
 from auditkeep.model import format_timestamp, now_micros
-from auditkeep.store.base import SYSTEM_TENANT_ID, ApiKey, Store
+from auditkeep.store.base import SYSTEM_TENANT_ID, ApiKey, EventFilter, Store
+from auditkeep.store.scope import ViewScope
 
 EVENTS_WRITE = "events:write"
 EVENTS_READ = "events:read"
@@ -31,6 +37,14 @@ TENANT_SCOPES = frozenset({EVENTS_WRITE, EVENTS_READ, ADMIN})
 log = logging.getLogger("auditkeep.auth")
 
 _KEY_RE = re.compile(r"(ak_[a-z2-7]{12})_[A-Za-z0-9_-]{43}")
+MAX_VIEWER_PAYLOAD = 4096
+_VIEWER_RE = re.compile(rf"akv_([A-Za-z0-9_-]{{1,{MAX_VIEWER_PAYLOAD}}})\.([A-Za-z0-9_-]{{43}})")
+VIEWER_KEY_FILE = "viewer.key"
+MAX_VIEWER_TTL = 3600
+VIEWER_READS = (
+    "a viewer token can only read the events of its scope and their proofs "
+    "(GET /v1/events, GET /v1/events/{id}, GET /v1/log/...); use a tenant API key for this"
+)
 SLUG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
@@ -93,9 +107,11 @@ def make_key(
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the verified key's tenant and scopes."""
+    """Who is calling: the verified key's tenant and scopes. With ``viewer``, the caller holds
+    a viewer token minted by ``key``: it may only read, and only within that scope."""
 
     key: ApiKey
+    viewer: ViewScope | None = None
 
     @property
     def tenant_id(self) -> int:
@@ -110,6 +126,8 @@ class Principal:
         return self.key.tenant_id == SYSTEM_TENANT_ID and OPERATOR in self.key.scopes
 
     def require(self, scope: str) -> None:
+        if self.viewer is not None:
+            raise Forbidden(VIEWER_READS)
         if scope not in self.key.scopes:
             raise Forbidden(
                 f"key {self.key.key_id} has scopes [{', '.join(sorted(self.key.scopes))}]; "
@@ -125,8 +143,130 @@ class Principal:
             )
         self.require(scope)
 
+    def require_reader(self) -> None:
+        """For the reads a viewer token may make: a viewer token, or a tenant key with
+        events:read."""
+        if self.viewer is None:
+            self.require_tenant_scope(EVENTS_READ)
+
     def may_manage(self, tenant_id: int) -> bool:
+        if self.viewer is not None:
+            return False
         return self.is_operator or (self.key.tenant_id == tenant_id and ADMIN in self.key.scopes)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True, slots=True)
+class ViewerToken:
+    """A viewer token's verified content."""
+
+    token_id: str
+    key_id: str  # the minting key: its revocation ends the token
+    tenant_id: int
+    expires_at: int
+    scope: ViewScope
+
+
+class ViewerTokens:
+    """Mints and verifies viewer tokens: ``akv_<payload>.<mac>``, both base64url, the MAC
+    HMAC-SHA256 of the payload under the data directory's ``keys/viewer.key`` (made at start,
+    like the delivery key). The payload is JSON: token id, minting key id, tenant id, expiry
+    (UTC microseconds), fixed filters and hidden fields. Nothing is stored: a token is checked
+    by its MAC (constant time), its expiry and its minting key (which must still be valid)."""
+
+    def __init__(self, keys_dir: Path) -> None:
+        self.path = Path(keys_dir) / VIEWER_KEY_FILE
+        self._secret: bytes | None = None
+
+    def ensure(self) -> None:
+        """Make the key now if there is none (at start: nodes sharing keys/ share it)."""
+        self._key()
+
+    def _key(self) -> bytes:
+        if self._secret is None:
+            self._secret = keyfile.read_or_create(
+                self.path, 32, "viewer-token key (a new one ends every viewer token issued)"
+            )
+        return self._secret
+
+    def _mac(self, payload: str) -> bytes:
+        return hmac.new(
+            self._key(), b"auditkeep viewer token v1\n" + payload.encode(), "sha256"
+        ).digest()
+
+    def mint(self, key: ApiKey, scope: ViewScope, ttl_seconds: int) -> tuple[str, ViewerToken]:
+        """A new token for ``scope``, valid ``ttl_seconds`` (1 to MAX_VIEWER_TTL)."""
+        if not 1 <= ttl_seconds <= MAX_VIEWER_TTL:
+            raise BadRequest(
+                f"ttl_seconds must be between 1 and {MAX_VIEWER_TTL} (one hour), got {ttl_seconds}"
+            )
+        token = ViewerToken(
+            token_id=_b64(secrets.token_bytes(9)),
+            key_id=key.key_id,
+            tenant_id=key.tenant_id,
+            expires_at=now_micros() + ttl_seconds * 1_000_000,
+            scope=scope,
+        )
+        filters = {
+            name: value
+            for name in EventFilter.__dataclass_fields__
+            if (value := getattr(scope.filters, name)) is not None
+        }
+        payload = _b64(
+            orjson.dumps(
+                {
+                    "v": 1,
+                    "i": token.token_id,
+                    "k": token.key_id,
+                    "t": token.tenant_id,
+                    "e": token.expires_at,
+                    "f": filters,
+                    "h": list(scope.hidden),
+                }
+            )
+        )
+        if len(payload) > MAX_VIEWER_PAYLOAD:
+            raise BadRequest(
+                f"the token's scope is too large ({len(payload)} characters encoded, at most "
+                f"{MAX_VIEWER_PAYLOAD}): use fewer or shorter filters and hidden fields"
+            )
+        return f"akv_{payload}.{_b64(self._mac(payload))}", token
+
+    def open(self, text: str) -> ViewerToken:
+        """The verified token; Unauthorized if it is malformed, forged or expired."""
+        m = _VIEWER_RE.fullmatch(text)
+        if m is None:
+            raise Unauthorized(
+                "the viewer token is malformed: viewer tokens look like akv_<payload>.<mac>; "
+                "check for truncation or extra characters"
+            )
+        payload, mac = m.groups()
+        if not hmac.compare_digest(self._mac(payload), _unb64(mac)):
+            raise Unauthorized(
+                "the viewer token's signature does not match: it was changed, or minted by "
+                "another server; mint a new one with POST /v1/viewer-tokens"
+            )
+        data: dict[str, Any] = orjson.loads(_unb64(payload))
+        token = ViewerToken(
+            token_id=data["i"],
+            key_id=data["k"],
+            tenant_id=data["t"],
+            expires_at=data["e"],
+            scope=ViewScope(EventFilter(**data["f"]), tuple(data["h"])),
+        )
+        if token.expires_at <= now_micros():
+            raise Unauthorized(
+                f"the viewer token expired at {format_timestamp(token.expires_at)}; "
+                "mint a new one with POST /v1/viewer-tokens"
+            )
+        return token
 
 
 class Authenticator:
@@ -140,9 +280,14 @@ class Authenticator:
     """
 
     def __init__(
-        self, store: Store, cache_seconds: float = 5.0, revocation_check: float = 0.25
+        self,
+        store: Store,
+        cache_seconds: float = 5.0,
+        revocation_check: float = 0.25,
+        viewer_tokens: ViewerTokens | None = None,
     ) -> None:
         self._store = store
+        self._viewer_tokens = viewer_tokens
         self._cache_seconds = cache_seconds
         self._revocation_check = revocation_check
         self._cache: dict[bytes, tuple[ApiKey, float]] = {}
@@ -200,29 +345,35 @@ class Authenticator:
         principal = self.from_cache(authorization)
         if principal is not None:
             return principal
-        key_id, digest = self._parse(authorization)
+        key_id, digest, viewer = self._parse(authorization)
         revision = self._revision
         found = self._store.find_key(key_id)
-        if found is None or not hmac.compare_digest(found.secret_hash, digest):
+        if viewer is not None:  # the MAC was checked: the key must still exist and be valid
+            if found is None or found.tenant_id != viewer.tenant_id:
+                raise Unauthorized(
+                    f"the viewer token's key {key_id} does not exist any more; mint a new token"
+                )
+        elif found is None or not hmac.compare_digest(found.secret_hash, digest):
             raise Unauthorized("unknown API key: it does not exist or was deleted")
         with self._lock:
             # not if a revocation was seen meanwhile: the record may predate it
             if self._revision == revision:
                 self._cache[digest] = (found, time.monotonic())
-        return self._principal(found)
+        return self._principal(found, viewer)
 
     def from_cache(self, authorization: str | None) -> Principal | None:
         """The principal if the key is in the cache (no store access), None if the store must
         be asked; Unauthorized for a missing, malformed, revoked or expired key."""
-        _key_id, digest = self._parse(authorization)
+        _key_id, digest, viewer = self._parse(authorization)
         cached = self._cache.get(digest)
         if cached is None or time.monotonic() - cached[1] >= self._cache_seconds:
             return None
-        return self._principal(cached[0])
+        return self._principal(cached[0], viewer)
 
-    @staticmethod
-    def _parse(authorization: str | None) -> tuple[str, bytes]:
-        """``(key id, SHA-256 of the key)`` of a well-formed ``Bearer`` header."""
+    def _parse(self, authorization: str | None) -> tuple[str, bytes, ViewerToken | None]:
+        """``(key id, SHA-256 of the key, None)`` of a well-formed ``Bearer`` header with an
+        API key; ``(minting key id, SHA-256 of the token, the token)`` with a viewer token
+        (its MAC and expiry checked here)."""
         if not authorization:
             raise Unauthorized(
                 "send your API key as 'Authorization: Bearer <key>'",
@@ -231,25 +382,33 @@ class Authenticator:
         if scheme.lower() != "bearer" or not key:
             raise Unauthorized("the Authorization header must be 'Bearer <key>'")
         key = key.strip()
+        if key.startswith("akv_") and self._viewer_tokens is not None:
+            token = self._viewer_tokens.open(key)
+            return token.key_id, hash_key(key), token
         m = _KEY_RE.fullmatch(key)
         if m is None:
             raise Unauthorized(
                 "the API key is malformed: keys look like ak_xxxxxxxxxxxx_ followed by "
                 "43 characters; check for truncation or extra characters"
             )
-        return m.group(1), hash_key(key)
+        return m.group(1), hash_key(key), None
 
     @staticmethod
-    def _principal(record: ApiKey) -> Principal:
+    def _principal(record: ApiKey, viewer: ViewerToken | None = None) -> Principal:
+        whose = "API key" if viewer is None else "the viewer token's key (which minted it)"
         if record.revoked_at is not None:
             raise Unauthorized(
-                f"API key {record.key_id} was revoked at {format_timestamp(record.revoked_at)}"
+                f"{whose} {record.key_id} was revoked at {format_timestamp(record.revoked_at)}"
             )
         if record.expires_at is not None and record.expires_at <= now_micros():
             raise Unauthorized(
-                f"API key {record.key_id} expired at {format_timestamp(record.expires_at)}"
+                f"{whose} {record.key_id} expired at {format_timestamp(record.expires_at)}"
             )
-        return Principal(record)
+        if viewer is None:
+            return Principal(record)
+        if EVENTS_READ not in record.scopes:
+            raise Unauthorized(f"the viewer token's key {record.key_id} cannot read events")
+        return Principal(record, viewer.scope)
 
     def forget(self, key_id: str) -> None:
         """Drop a key from the cache (after revocation)."""

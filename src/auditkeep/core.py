@@ -11,10 +11,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from auditkeep.auth import (
+    ADMIN,
+    EVENTS_READ,
     OPERATOR,
     Authenticator,
     Principal,
     RateLimiter,
+    ViewerTokens,
     check_slug,
     make_key,
 )
@@ -36,15 +39,25 @@ from auditkeep.logwatch import LogWatch
 from auditkeep.model import (
     EventValidationError,
     PreparedEvent,
+    format_timestamp,
     now_micros,
     parse_timestamp,
     prepare_event,
 )
 from auditkeep.monitor.metrics import Metrics
-from auditkeep.query import EVENT_FILTERS, Param, encode_cursor, parse_query
+from auditkeep.query import EVENT_FILTERS, Param, encode_cursor, parse_filters, parse_query
 from auditkeep.settings import DEFAULT_LOG_ORIGIN, Config
 from auditkeep.store import open_store
-from auditkeep.store.base import SYSTEM_TENANT_ID, SYSTEM_TENANT_SLUG, ApiKey, Position, Tenant
+from auditkeep.store.base import (
+    SYSTEM_TENANT_ID,
+    SYSTEM_TENANT_SLUG,
+    ApiKey,
+    EventFilter,
+    Position,
+    Tenant,
+    TenantEvents,
+)
+from auditkeep.store.scope import ScopedEvents, ViewScope
 from auditkeep.translog import Checkpointer, KeyRing, TransparencyLog, check_key_name
 
 log = logging.getLogger("auditkeep.core")
@@ -74,6 +87,25 @@ EXPORT_PARAMS: tuple[Param, ...] = (
 """The query parameters of GET /v1/export: the filters of GET /v1/events, a format, an order."""
 
 
+DEFAULT_VIEWER_TTL = 900
+HIDEABLE = ("context.", "metadata.")
+HIDEABLE_FIELDS = ("reason", "actor.name")
+
+
+def check_hidden_field(path: str) -> str:
+    """A field a viewer token may hide: under context or metadata, the reason, the actor's
+    name (an event's identity and what queries match stay visible)."""
+    if not isinstance(path, str) or not (
+        path in HIDEABLE_FIELDS
+        or (path.startswith(HIDEABLE) and all(path.split(".")) and len(path) <= 256)
+    ):
+        raise BadRequest(
+            f"hide_fields: {str(path)[:80]!r} cannot be hidden; hide a field under context. or "
+            "metadata. (e.g. context.ip), reason or actor.name"
+        )
+    return path
+
+
 class Core:
     """Components of one process, opened from a Config."""
 
@@ -90,10 +122,12 @@ class Core:
             queue_limit=config.writer_queue_limit,
             metrics=self.metrics,
         )
+        self.viewer_tokens = ViewerTokens(config.data_dir / "keys")
         self.auth = Authenticator(
             self.store,
             cache_seconds=config.key_cache_seconds,
             revocation_check=config.key_revocation_check,
+            viewer_tokens=self.viewer_tokens,
         )
         self.rate_limiter = RateLimiter(config.rate_limit_rps, config.rate_limit_burst)
         self.keys = KeyRing(self.store, config.data_dir, config.log_origin)
@@ -135,6 +169,7 @@ class Core:
         the delivery dispatcher."""
         self.keys.ensure_key()
         self.secret_box.ensure()
+        self.viewer_tokens.ensure()
         self.auth.start()
         self.writer.start()
         self.checkpointer.start()
@@ -212,6 +247,8 @@ class Core:
 
     def tenant(self, slug: str, principal: Principal | None = None) -> Tenant:
         """Look a tenant up; with a principal, one it may manage (others look absent)."""
+        if principal is not None and principal.viewer is not None:
+            principal.require(ADMIN)  # a viewer token manages nothing: 403, saying so
         tenant = self.store.get_tenant(slug) if slug != SYSTEM_TENANT_SLUG else None
         if tenant is None or (principal is not None and not principal.may_manage(tenant.tenant_id)):
             raise NotFound(f"no tenant named {slug!r} (or your key may not manage it)")
@@ -271,10 +308,17 @@ class Core:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def query_events(self, tenant_id: int, params: Mapping[str, str]) -> dict[str, Any]:
+    def events(self, tenant_id: int, scope: ViewScope | None = None) -> TenantEvents:
+        """A tenant's events, as a viewer token's ``scope`` lets them be seen if given."""
+        events = self.store.events(tenant_id)
+        return events if scope is None else ScopedEvents(events, scope)
+
+    def query_events(
+        self, tenant_id: int, params: Mapping[str, str], scope: ViewScope | None = None
+    ) -> dict[str, Any]:
         """One page of GET /v1/events for a tenant: ``{"data": [...], "next_cursor": ...}``."""
         page = parse_query(params)
-        rows = self.store.events(tenant_id).query(page)
+        rows = self.events(tenant_id, scope).query(page)
         cursor = None
         if len(rows) == page.limit:
             last = rows[-1]
@@ -322,6 +366,72 @@ class Core:
                 rows = reader.query(page)
 
         return fmt, chunks()
+
+    # -- viewer tokens ----------------------------------------------------------------------
+
+    def mint_viewer_token(
+        self,
+        principal: Principal,
+        *,
+        actor_id: str | None = None,
+        target: tuple[str, str] | None = None,
+        filters: Mapping[str, str] | None = None,
+        hide_fields: Sequence[str] = (),
+        ttl_seconds: int = DEFAULT_VIEWER_TTL,
+        whole_tenant: bool = False,
+    ) -> tuple[str, int, PreparedEvent]:
+        """A viewer token for ``principal``'s tenant: ``(token, expires_at, the event that
+        records its issuance)``. The caller appends the event before handing the token out."""
+        principal.require_tenant_scope(EVENTS_READ)
+        fixed = parse_filters(filters or {}, what="filters field")
+        for name, value in (
+            ("actor_id", actor_id),
+            ("target_type", target[0] if target else None),
+            ("target_id", target[1] if target else None),
+        ):
+            if value is None:
+                continue
+            if value == "":
+                raise BadRequest(f"{name} must not be empty")
+            if getattr(fixed, name) not in (None, value):
+                raise BadRequest(f"{name} is given twice, with different values")
+            fixed = dataclasses.replace(fixed, **{name: value})  # type: ignore[arg-type]
+        if fixed == EventFilter() and not whole_tenant:
+            raise BadRequest(
+                "a viewer token needs a scope: give actor_id, target or filters; for a token "
+                'that reads every event of the tenant, ask for it with "scope": "tenant"'
+            )
+        if fixed != EventFilter() and whole_tenant:
+            raise BadRequest(
+                '"scope": "tenant" cannot be combined with actor_id, target or filters'
+            )
+        hidden = tuple(dict.fromkeys(check_hidden_field(p) for p in hide_fields))
+        scope = ViewScope(fixed, hidden)
+        token, minted = self.viewer_tokens.mint(principal.key, scope, ttl_seconds)
+        described: dict[str, Any] = {"tenant": True} if whole_tenant else {}
+        for name in EventFilter.__dataclass_fields__:
+            value = getattr(fixed, name)
+            if value is not None:
+                described[name] = format_timestamp(value) if name in ("since", "until") else value
+        now = now_micros()
+        event = prepare_event(
+            {
+                "action": "auditkeep.viewer_token.created",
+                "occurred_at": format_timestamp(now),
+                "actor": {"type": "api_key", "id": principal.key.key_id},
+                "category": "access",
+                "metadata": {
+                    "token_id": minted.token_id,
+                    "scope": described,
+                    "hide_fields": list(hidden),
+                    "ttl_seconds": ttl_seconds,
+                    "expires_at": format_timestamp(minted.expires_at),
+                },
+            },
+            principal.tenant_slug,
+            now,
+        )
+        return token, minted.expires_at, event
 
     # -- ingest -----------------------------------------------------------------------------
 

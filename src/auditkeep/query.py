@@ -239,6 +239,28 @@ def parse_query(
     """Validate the query-string parameters of GET /v1/events (``declared``: those of an
     endpoint that takes the same filters); raises BadRequest."""
     args = parse_params(params, declared, what=what)
+    filters = _filters(args)
+    descending = args["order"] == "desc"
+    after = None
+    if args.get("cursor") is not None:
+        after, cursor_desc = decode_cursor(args["cursor"])
+        if cursor_desc != descending:
+            raise BadRequest("this cursor belongs to a query with the other order")
+    return PageRequest(
+        limit=args.get("limit", DEFAULT_LIMIT),
+        after=after,
+        descending=descending,
+        filters=filters,
+    )
+
+
+def parse_filters(params: Mapping[str, str], *, what: str = "filter") -> EventFilter:
+    """The filters of GET /v1/events (``EVENT_FILTERS``) alone, e.g. a viewer token's fixed
+    ones; raises BadRequest."""
+    return _filters(parse_params(params, EVENT_FILTERS, what=what))
+
+
+def _filters(args: Mapping[str, Any]) -> EventFilter:
     action = args["action"]
     action_prefix = None
     if action is not None and action.endswith("*"):
@@ -251,25 +273,14 @@ def parse_query(
     since, until = args["since"], args["until"]
     if since is not None and until is not None and since >= until:
         raise BadRequest("since must be earlier than until")
-    descending = args["order"] == "desc"
-    after = None
-    if args.get("cursor") is not None:
-        after, cursor_desc = decode_cursor(args["cursor"])
-        if cursor_desc != descending:
-            raise BadRequest("this cursor belongs to a query with the other order")
-    return PageRequest(
-        limit=args.get("limit", DEFAULT_LIMIT),
-        after=after,
-        descending=descending,
-        filters=EventFilter(
-            actor_id=args["actor_id"],
-            action=action,
-            action_prefix=action_prefix,
-            target_id=args["target_id"],
-            target_type=args["target_type"],
-            outcome=args["outcome"],
-            category=args["category"],
-            since=since,
-            until=until,
-        ),
+    return EventFilter(
+        actor_id=args["actor_id"],
+        action=action,
+        action_prefix=action_prefix,
+        target_id=args["target_id"],
+        target_type=args["target_type"],
+        outcome=args["outcome"],
+        category=args["category"],
+        since=since,
+        until=until,
     )

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from auditkeep import web
-from auditkeep.api import admin, destinations, docs, events, health
+from auditkeep.api import admin, destinations, docs, events, health, viewer
 from auditkeep.api import log as log_api
 from auditkeep.api.http import problem_response
 from auditkeep.core import Core
@@ -53,6 +53,7 @@ def create_app(core: Core, *, manage_core: bool = True) -> Starlette:
             *log_api.routes,
             *admin.routes,
             *destinations.routes,
+            *viewer.routes,
             *health.routes,
             *docs.routes,
             *web.routes,

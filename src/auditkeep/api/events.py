@@ -173,9 +173,11 @@ _EVENTS = {"type": "array", "items": ref("Event")}
 async def list_events(request: Request) -> Response:
     """Filtered, cursor-paginated events of the caller's tenant."""
     principal = await authenticate(request)
-    principal.require_tenant_scope(EVENTS_READ)
+    principal.require_reader()
     core = core_of(request)
-    page = await _in_thread(core.query_events, principal.tenant_id, request.query_params)
+    page = await _in_thread(
+        core.query_events, principal.tenant_id, request.query_params, principal.viewer
+    )
     return JSONResponse(page)
 
 
@@ -300,9 +302,9 @@ async def export(request: Request) -> Response:
 async def get_event(request: Request) -> Response:
     """One event of the caller's tenant, by its id."""
     principal = await authenticate(request)
-    principal.require_tenant_scope(EVENTS_READ)
+    principal.require_reader()
     event_id = request.path_params["event_id"]
-    reader = core_of(request).store.events(principal.tenant_id)
+    reader = core_of(request).events(principal.tenant_id, principal.viewer)
     found = await _in_thread(reader.get, event_id)
     if found is None:
         raise NotFound(f"no event with id {event_id[:128]!r} in tenant {principal.tenant_slug!r}")

@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from auditkeep.api.http import JSONResponse, authenticate, core_of, params, route
 from auditkeep.api.openapi import Operation, json_answer, problems
-from auditkeep.auth import ADMIN, EVENTS_READ, EVENTS_WRITE, Principal
+from auditkeep.auth import ADMIN, EVENTS_WRITE, Principal
 from auditkeep.errors import Forbidden
 from auditkeep.query import Param, path_param
 from auditkeep.store.base import SYSTEM_TENANT_ID, Tenant
@@ -58,9 +58,14 @@ def _tenant(principal: Principal) -> Tenant:
 
 
 async def _reader(request: Request) -> Tenant:
+    return _tenant(await _principal(request))
+
+
+async def _principal(request: Request) -> Principal:
+    """A reader of the log: a key with events:read, or a viewer token."""
     principal = await authenticate(request)
-    principal.require_tenant_scope(EVENTS_READ)
-    return _tenant(principal)
+    principal.require_reader()
+    return principal
 
 
 def _wants_json(request: Request, args: dict[str, Any]) -> bool:
@@ -172,8 +177,9 @@ async def sign_checkpoint(request: Request) -> Response:
     made, 200 if the latest checkpoint already covers the log."""
     principal = await authenticate(request)
     key = principal.key
-    if key.tenant_id == SYSTEM_TENANT_ID:
-        principal.require_tenant_scope(EVENTS_WRITE)  # explains that operator keys cannot
+    if key.tenant_id == SYSTEM_TENANT_ID or principal.viewer is not None:
+        principal.require_tenant_scope(EVENTS_WRITE)  # explains that operator keys (and
+        # viewer tokens) cannot
     if not key.scopes & {EVENTS_WRITE, ADMIN}:
         raise Forbidden(
             f"key {key.key_id} has scopes [{', '.join(sorted(key.scopes))}]; signing a "
@@ -223,12 +229,18 @@ async def sign_checkpoint(request: Request) -> Response:
 async def inclusion(request: Request) -> Response:
     """Inclusion proof of an event (``?id=`` or ``?seq=``) in the tree of ``tree_size``
     (default: the latest checkpoint's size)."""
-    tenant = await _reader(request)
+    principal = await _principal(request)
+    tenant = _tenant(principal)
     args = params(request)
     core = core_of(request)
+    events = core.events(tenant.tenant_id, principal.viewer)  # a viewer: its scope only
     body = await run_in_threadpool(
         lambda: core.tlog.inclusion(
-            tenant, event_id=args["id"], seq=args["seq"], tree_size=args["tree_size"]
+            tenant,
+            event_id=args["id"],
+            seq=args["seq"],
+            tree_size=args["tree_size"],
+            events=events,
         )
     )
     return JSONResponse(body)

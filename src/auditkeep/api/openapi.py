@@ -121,6 +121,12 @@ def _event_out() -> dict[str, Any]:
             "pattern": "^[0-9a-f]{64}$",
             "description": "Hex SHA-256(0x00 || leaf data)",
         },
+        "redacted": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "Fields a viewer token hides, removed from this event: its content "
+            "no longer hashes to 'hash', whose inclusion proof still holds",
+        },
     }
     schema["required"] = [
         *schema["required"],

@@ -25,6 +25,7 @@ from auditkeep.cli.log import export_bundle_cmd, log_group, verify
 from auditkeep.cli.migrate import migrate
 from auditkeep.cli.serve import serve
 from auditkeep.cli.tenants import keys, tenants
+from auditkeep.cli.viewer import viewer_tokens
 from auditkeep.cli.witness import witness
 from auditkeep.errors import AuditkeepError, ProblemError
 
@@ -91,5 +92,6 @@ for _command in (
     export_bundle_cmd,
     log_group,
     witness,
+    viewer_tokens,
 ):
     main.add_command(_command)

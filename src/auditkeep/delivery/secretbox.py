@@ -18,6 +18,7 @@ import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from auditkeep import keyfile
 from auditkeep.delivery.base import Secrets
 from auditkeep.errors import ConfigError
 
@@ -34,14 +35,11 @@ class SecretBox:
 
     def _key(self) -> AESGCM:
         if self._aead is None:
-            if not self.path.exists():
-                self._create()
-            raw = self.path.read_bytes()
-            if len(raw) != 32:
-                raise ConfigError(
-                    f"{self.path} is not a delivery key (expected 32 bytes, found {len(raw)}); "
-                    "restore it from a backup: without it, destination secrets cannot be read"
-                )
+            raw = keyfile.read_or_create(
+                self.path,
+                32,
+                "delivery key (without it, destination secrets cannot be read)",
+            )
             self._aead = AESGCM(raw)
         return self._aead
 
@@ -49,25 +47,6 @@ class SecretBox:
         """Make the key now if there is none (the server does this at start, so the keys/
         directory an operator copies to other API nodes already holds it)."""
         self._key()
-
-    def _create(self) -> None:
-        """Write a new key to a temporary file, then link it into place: another process sees
-        no key or a whole one, never a half-written file; if two race, one key wins."""
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{KEY_FILE}.{os.getpid()}.{os.urandom(4).hex()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, AESGCM.generate_key(bit_length=256))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, self.path)
-        except FileExistsError:
-            pass  # another process made it first: use theirs
-        finally:
-            tmp.unlink()
 
     @staticmethod
     def _aad(tenant_id: int, dest_id: str) -> bytes:

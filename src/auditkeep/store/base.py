@@ -67,11 +67,16 @@ class StoredEvent:
     occurred_at: int
     leaf_hash: bytes
     leaf_data: bytes
+    redacted: tuple[str, ...] = ()
+    """Fields removed from ``leaf_data`` for a scoped reader (``store.scope``): the content
+    no longer hashes to ``leaf_hash``, which still proves the event's inclusion."""
 
     def to_json(self) -> dict[str, Any]:
         event: dict[str, Any] = orjson.loads(self.leaf_data)
         event["seq"] = self.seq
         event["hash"] = self.leaf_hash.hex()
+        if self.redacted:
+            event["redacted"] = list(self.redacted)
         return event
 
 

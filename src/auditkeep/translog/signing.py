@@ -28,7 +28,7 @@ from auditkeep.integrity.merkle import (
     root_hash,
 )
 from auditkeep.model import format_timestamp
-from auditkeep.store.base import StoredCheckpoint, Tenant
+from auditkeep.store.base import StoredCheckpoint, Tenant, TenantEvents
 from auditkeep.translog.keys import KeyRing, key_id_hex
 
 if TYPE_CHECKING:
@@ -133,13 +133,18 @@ class TransparencyLog:
         event_id: str | None = None,
         seq: int | None = None,
         tree_size: int | None = None,
+        events: TenantEvents | None = None,
     ) -> dict[str, Any]:
-        """RFC 9162 inclusion proof of one event (by id or seq) in the tree of ``tree_size``."""
+        """RFC 9162 inclusion proof of one event (by id or seq) in the tree of ``tree_size``.
+        ``events``: the reader the event is looked up with (a viewer's scoped one: an event
+        outside its scope is not found); by default the tenant's."""
         if (event_id is None) == (seq is None):
             raise BadRequest("give exactly one of id (an event id) or seq")
         tenant_log = self.store.log(tenant.tenant_id)
+        if events is None:
+            events = self.store.events(tenant.tenant_id)
         if event_id is not None:
-            found = self.store.events(tenant.tenant_id).get(event_id)
+            found = events.get(event_id)
             if found is None:
                 raise NotFound(f"no event with id {event_id[:128]!r} in tenant {tenant.slug!r}")
             seq, leaf = found.seq, found.leaf_hash
@@ -147,7 +152,7 @@ class TransparencyLog:
             assert seq is not None
             if seq < 1:
                 raise BadRequest(f"seq must be at least 1, got {seq}")
-            rows = self.store.events(tenant.tenant_id).after_seq(seq - 1, 1)
+            rows = events.after_seq(seq - 1, 1)
             if not rows or rows[0].seq != seq:
                 raise NotFound(f"tenant {tenant.slug!r} has no event with seq {seq}")
             leaf = rows[0].leaf_hash

@@ -311,6 +311,7 @@ export class AuditkeepTimeline extends HTMLElement {
       ["Category", event.category],
       ["Sequence", event.seq],
       ["Leaf hash", event.hash],
+      ["Hidden", (event.redacted || []).join(", ")],
     ].filter(([, v]) => v !== undefined && v !== null && v !== "");
     const dl = h("dl", { class: "fields" }, items.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: String(v) })]));
     const metadata = event.metadata && Object.keys(event.metadata).length
@@ -359,9 +360,14 @@ export class AuditkeepTimeline extends HTMLElement {
         }
         throw err;
       }
-      const { checkpoint } = await verifyEvent(event, proof, key, (note) => this._openCheckpoint(key, note));
-      set("verified", "Verified",
-        `leaf ${proof.leaf_index} of ${checkpoint.origin} at size ${checkpoint.size}, signed by ${key.name}`);
+      const { checkpoint, redacted } = await verifyEvent(event, proof, key, (note) => this._openCheckpoint(key, note));
+      const where = `leaf ${proof.leaf_index} of ${checkpoint.origin} at size ${checkpoint.size}, signed by ${key.name}`;
+      if (redacted) {
+        set("redacted", "Included",
+          `content redacted (${event.redacted.join(", ")}), so it cannot be checked here; its inclusion is verified: ${where}`);
+      } else {
+        set("verified", "Verified", where);
+      }
     } catch (err) {
       set("failed", "Failed", err.message);
     }

@@ -349,7 +349,11 @@ export async function verifyCheckpoint(note, key, origin) {
  * Check one event as served by the API: recompute its leaf hash from its content (RFC 8785,
  * SHA-256), check the inclusion proof (GET /v1/log/proof/inclusion) leads from that leaf to
  * the root of the checkpoint it carries, and that the checkpoint is signed by the pinned key.
- * `openCheckpoint(note)` may cache verifyCheckpoint. Returns {checkpoint, leafIndex}.
+ * `openCheckpoint(note)` may cache verifyCheckpoint. Returns {checkpoint, leafIndex, redacted}.
+ *
+ * An event served through a viewer token that hides fields lists them in `redacted`: its
+ * content no longer hashes to its leaf hash, so only the inclusion of the served `hash` is
+ * checked (`redacted: true` in the result); the content is not verified.
  */
 export async function verifyEvent(event, proof, key, openCheckpoint) {
   need(proof && typeof proof === "object", "no inclusion proof was received");
@@ -359,11 +363,20 @@ export async function verifyEvent(event, proof, key, openCheckpoint) {
   need(checkpoint.size === proof.tree_size,
     `the proof is for tree size ${proof.tree_size} but the checkpoint signs size ${checkpoint.size}`);
   need(proof.id === event.id, `the proof is for event ${proof.id}, not ${event.id}`);
+  const redacted = Array.isArray(event.redacted) && event.redacted.length > 0;
+  if (redacted) {
+    need(/^[0-9a-f]{64}$/.test(String(event.hash)), "the redacted event carries no leaf hash");
+    need(proof.leaf_hash === event.hash,
+      `the proof is for leaf ${String(proof.leaf_hash).slice(0, 16)}…, not the event's hash`);
+    const leaf = hexToBytes(event.hash);
+    await verifyInclusion(leaf, proof.leaf_index, proof.tree_size, proof.hashes.map(hexToBytes), checkpoint.root);
+    return { checkpoint, leafIndex: proof.leaf_index, redacted: true };
+  }
   const leaf = await eventLeafHash(event);
   const leafHex = bytesToHex(leaf);
   need(leafHex === String(event.hash).toLowerCase(),
     `the event's content does not match its hash: recomputed ${leafHex.slice(0, 16)}…, ` +
     `recorded ${String(event.hash).slice(0, 16)}… (the stored event was changed)`);
   await verifyInclusion(leaf, proof.leaf_index, proof.tree_size, proof.hashes.map(hexToBytes), checkpoint.root);
-  return { checkpoint, leafIndex: proof.leaf_index };
+  return { checkpoint, leafIndex: proof.leaf_index, redacted: false };
 }
