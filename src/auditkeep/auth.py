@@ -361,6 +361,24 @@ class Authenticator:
                 self._cache[digest] = (found, time.monotonic())
         return self._principal(found, viewer)
 
+    def by_key_id(self, key_id: str) -> Principal:
+        """The principal of the key ``key_id`` without the key itself: for a console session,
+        whose signed cookie names the key it was opened with. Cached like a bearer key, so
+        a revocation (here or on any node) ends the session as it ends the key. May read the
+        store: call it off the event loop."""
+        slot = b"id:" + key_id.encode()
+        cached = self._cache.get(slot)
+        if cached is not None and time.monotonic() - cached[1] < self._cache_seconds:
+            return self._principal(cached[0])
+        revision = self._revision
+        found = self._store.find_key(key_id)
+        if found is None:
+            raise Unauthorized(f"API key {key_id} does not exist any more; sign in again")
+        with self._lock:
+            if self._revision == revision:
+                self._cache[slot] = (found, time.monotonic())
+        return self._principal(found)
+
     def from_cache(self, authorization: str | None) -> Principal | None:
         """The principal if the key is in the cache (no store access), None if the store must
         be asked; Unauthorized for a missing, malformed, revoked or expired key."""

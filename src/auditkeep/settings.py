@@ -131,6 +131,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Events waiting for the writer beyond which ingest answers 503 with Retry-After.",
     ),
     Setting(
+        "console_idle_timeout",
+        float,
+        1800.0,
+        "Seconds a /console session lasts without a request before it must sign in again "
+        "(each page view extends it; a session ends after 12 hours regardless).",
+    ),
+    Setting(
         "key_cache_seconds",
         float,
         5.0,
@@ -258,6 +265,7 @@ class Config:
     rate_limit_burst: float = 20000.0
     writer_max_batch: int = 5000
     writer_queue_limit: int = 200000
+    console_idle_timeout: float = 1800.0
     key_cache_seconds: float = 5.0
     key_revocation_check: float = 0.25
     ready_commit_timeout: float = 15.0

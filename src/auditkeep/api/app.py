@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from auditkeep import web
+from auditkeep import console, web
 from auditkeep.api import admin, destinations, docs, events, health, viewer
 from auditkeep.api import log as log_api
 from auditkeep.api.http import problem_response
@@ -57,6 +57,7 @@ def create_app(core: Core, *, manage_core: bool = True) -> Starlette:
             *health.routes,
             *docs.routes,
             *web.routes,
+            *console.routes,
         ],
         middleware=web.middleware(core.config.cors_allow_origins),
         exception_handlers={HTTPException: _http_error},

@@ -70,7 +70,8 @@ def _etag_matches(header: str, etag: str) -> bool:
 @route(
     "/static/{name}",
     Operation(
-        "The embeddable timeline's files: timeline.js, tlog.js, timeline.css",
+        "Vendored static files: the embeddable timeline (timeline.js, tlog.js, timeline.css) "
+        "and the console's (console.js, console.css)",
         description="Public, ETag and Cache-Control; see docs/embedding.md.",
         public=True,
         params=(
