@@ -220,3 +220,20 @@ async def test_event_page_carries_a_read_only_viewer_token(app: App) -> None:
     assert (await app.client.get("/v1/events", headers=auth)).status_code == 200
     r = await app.client.post("/v1/events", json={"events": [event(8)]}, headers=auth)
     assert r.status_code == 403
+
+
+async def test_only_a_whole_tenant_viewer_token_reads_the_feed(app: App) -> None:
+    await app.post("acme", {"events": [event(1, actor={"type": "user", "id": "u_ada"})]})
+    tokens = {}
+    for name, body in (("tenant", {"scope": "tenant"}), ("actor", {"actor_id": "u_ada"})):
+        r = await app.client.post("/v1/viewer-tokens", json=body, headers=app.auth("acme"))
+        assert r.status_code == 201, r.text
+        tokens[name] = r.json()["token"]
+    whole = await app.client.get(
+        "/v1/feed", headers={"Authorization": f"Bearer {tokens['tenant']}"}
+    )
+    assert whole.status_code == 200 and whole.json()["data"]
+    narrow = await app.client.get(
+        "/v1/feed", headers={"Authorization": f"Bearer {tokens['actor']}"}
+    )
+    assert narrow.status_code == 403

@@ -27,8 +27,7 @@ from auditkeep.auth import ADMIN, EVENTS_READ, Principal, parse_scopes
 from auditkeep.console.session import COOKIE, Session, Sessions
 from auditkeep.errors import Forbidden, NotFound, ProblemError, Unauthorized
 from auditkeep.query import EVENT_FILTERS, path_param
-from auditkeep.store.base import EventFilter
-from auditkeep.store.scope import ViewScope
+from auditkeep.store.scope import WHOLE_TENANT
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 CSP = (
@@ -137,7 +136,7 @@ class Page:
     def viewer_token(self) -> str:
         """A short-lived, tenant-wide, read-only token for the page's own JavaScript."""
         token, _ = core_of(self.request).viewer_tokens.mint(
-            self.principal.key, ViewScope(EventFilter(), ()), VIEWER_TTL
+            self.principal.key, WHOLE_TENANT, VIEWER_TTL
         )
         return token
 

@@ -33,6 +33,10 @@ class ViewScope:
     hidden: tuple[str, ...] = ()
 
 
+WHOLE_TENANT = ViewScope(EventFilter())
+"""The scope of a ``"scope": "tenant"`` viewer token that hides nothing: every event."""
+
+
 def narrow(fixed: EventFilter, asked: EventFilter) -> EventFilter | None:
     """The filter that matches what both ``fixed`` and ``asked`` match, or None when nothing
     can (e.g. ``actor_id`` differs): a request can narrow a scope, never widen it."""

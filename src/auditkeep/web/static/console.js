@@ -88,38 +88,38 @@ function row(ev) {
 }
 
 function startTail(container) {
+  // The feed, in log order (arrival), long-polled: a new event shows as soon as it commits.
   const token = container.dataset.token;
   const body = container.querySelector("tbody");
   const live = document.getElementById("live");
-  const seen = new Set();
-  let first = true;
+  let after = null;
   const poll = async () => {
     try {
-      const page = await api(token, "/v1/events", { limit: "50" });
-      const fresh = page.data.filter((ev) => !seen.has(ev.id));
-      for (const ev of fresh.reverse()) {
-        seen.add(ev.id);
-        body.prepend(row(ev));
+      if (after === null) {
+        const head = await api(token, "/v1/feed", { limit: "0" });
+        after = Math.max(0, head.size - 50);
       }
-      body.querySelector("tr.empty")?.remove();
+      const page = await api(token, "/v1/feed", { after: String(after), limit: "200", wait: "20" });
+      for (const ev of page.data) body.prepend(row(ev));
+      after = page.next_after;
+      if (page.data.length) body.querySelector("tr.empty")?.remove();
       while (body.rows.length > 500) body.lastElementChild.remove();
       live.dataset.state = "live";
       live.textContent = "live";
-      first = false;
     } catch (err) {
       live.dataset.state = "error";
-      live.textContent = err.status === 401 ? "token expired: reload" : "reconnecting";
-      if (err.status === 401) return;
+      live.textContent = err.status === 401 ? "session token expired: reload" : "reconnecting";
+      if (err.status === 401 || err.status === 403) return;
+      setTimeout(poll, 2000);
+      return;
     }
-    setTimeout(poll, first ? 0 : 1000);
+    setTimeout(poll, 0);
   };
-  if (!body.querySelector("tr[data-id]")) {
-    const empty = document.createElement("tr");
-    empty.className = "empty";
-    empty.append(cell("Waiting for events…"));
-    empty.firstChild.colSpan = 5;
-    body.append(empty);
-  }
+  const empty = document.createElement("tr");
+  empty.className = "empty";
+  empty.append(cell("Waiting for events…"));
+  empty.firstChild.colSpan = 5;
+  body.replaceChildren(empty);
   poll();
 }
 
