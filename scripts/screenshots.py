@@ -1,7 +1,7 @@
-"""Take the README's screenshots of the embedded timeline with Playwright and Debian's
+"""Take the README's screenshots of the embedded timeline and the console with Playwright and Debian's
 Chromium (/usr/bin/chromium; never `playwright install`).
 
-    .venv/bin/python scripts/screenshots.py   # writes docs/images/timeline*.png
+    .venv/bin/python scripts/screenshots.py   # writes docs/images/timeline*.png, console*.png
 
 It starts a real server with realistic events, serves a customer's page from another origin
 under a strict CSP (tests/web/harness.py) and lets the timeline verify every row.
@@ -16,7 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from playwright.sync_api import expect  # noqa: E402
+from playwright.sync_api import Browser, expect  # noqa: E402
 
 from tests.web.harness import chromium, csp_violations, deployment, open_page  # noqa: E402
 
@@ -47,7 +47,26 @@ def main() -> int:
             assert w.errors == [] and csp_violations(w) == [], w.errors
             w.page.context.close()
             print(f"wrote {IMAGES / name}")
+        console(b, d.server.url, d.read_key)
     return 0
+
+
+def console(b: Browser, url: str, key: str) -> None:
+    """The console's event search, signed in with the read key, and one event's detail."""
+    w = open_page(b, url + "/console", viewport={"width": 1200, "height": 760})
+    w.page.fill("#key", key)
+    w.page.click("button[type=submit]")
+    expect(w.page.locator("tbody#rows tr[data-id]").first).to_be_visible()
+    w.page.goto(url + "/console/events?action=user.*")
+    expect(w.page.locator("tbody#rows tr[data-id]").first).to_be_visible()
+    w.page.screenshot(path=str(IMAGES / "console.png"))
+    first = w.page.locator("tbody#rows a.action").first
+    first.click()
+    expect(w.page.locator("#proof")).to_have_attribute("data-state", "verified")
+    w.page.screenshot(path=str(IMAGES / "console-event.png"), full_page=True)
+    assert w.errors == [] and csp_violations(w) == [], w.errors
+    w.page.context.close()
+    print(f"wrote {IMAGES / 'console.png'}, {IMAGES / 'console-event.png'}")
 
 
 if __name__ == "__main__":
