@@ -1,5 +1,5 @@
-"""Take the README's screenshots of the embedded timeline and the console with Playwright and Debian's
-Chromium (/usr/bin/chromium; never `playwright install`).
+"""Take the README's screenshots of the embedded timeline and the console with Playwright and
+Debian's Chromium (/usr/bin/chromium; never `playwright install`).
 
     .venv/bin/python scripts/screenshots.py   # writes docs/images/timeline*.png, console*.png
 

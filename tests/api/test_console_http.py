@@ -17,7 +17,8 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 def store_settings() -> Iterator[dict[str, Any]]:
-    yield {}  # the console is above the store layer: SQLite is enough here
+    # the console is above the store layer: SQLite is enough here; loopback destinations allowed
+    yield {"delivery_allow_networks": "127.0.0.0/8"}
 
 
 async def sign_in(app: App, key: str) -> httpx.Response:
@@ -237,3 +238,41 @@ async def test_only_a_whole_tenant_viewer_token_reads_the_feed(app: App) -> None
         "/v1/feed", headers={"Authorization": f"Bearer {tokens['actor']}"}
     )
     assert narrow.status_code == 403
+
+
+async def test_destinations_page_pauses_and_resumes(app: App) -> None:
+    r = await app.client.post(
+        "/v1/tenants/acme/destinations",
+        json={"name": "siem", "kind": "webhook", "config": {"url": "http://127.0.0.1:9/hook"}},
+        headers=app.auth("acme_admin"),
+    )
+    assert r.status_code == 201, r.text
+    dest_id = r.json()["id"]
+    await sign_in(app, app.keys["acme_admin"])
+    page = await app.client.get("/console/destinations")
+    assert page.status_code == 200
+    assert f'data-dest="{dest_id}"' in page.text and "events" in page.text
+    assert (await app.client.get("/console/events")).status_code == 403  # admin only
+    origin = {"Origin": "http://test"}
+    r = await app.client.post(
+        f"/console/destinations/{dest_id}/pause", data={"csrf": csrf_of(page)}, headers=origin
+    )
+    assert r.status_code == 303
+    status = await app.client.get(
+        f"/v1/tenants/acme/destinations/{dest_id}", headers=app.auth("acme_admin")
+    )
+    assert status.json()["state"] == "paused"
+    assert "paused in the console" in status.json()["paused_reason"]
+    page = await app.client.get("/console/destinations")
+    assert ">Resume<" in page.text
+    r = await app.client.post(
+        f"/console/destinations/{dest_id}/resume", data={"csrf": csrf_of(page)}, headers=origin
+    )
+    assert r.status_code == 303
+    status = await app.client.get(
+        f"/v1/tenants/acme/destinations/{dest_id}", headers=app.auth("acme_admin")
+    )
+    assert status.json()["state"] != "paused"
+    # a pause without the token changes nothing
+    r = await app.client.post(f"/console/destinations/{dest_id}/pause", headers=origin)
+    assert r.status_code == 403
