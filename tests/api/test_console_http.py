@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from auditkeep.console.session import COOKIE
+from auditkeep.console.session import COOKIE, Sessions
 from tests.conftest import App, event
 
 pytestmark = pytest.mark.anyio
@@ -276,3 +277,37 @@ async def test_destinations_page_pauses_and_resumes(app: App) -> None:
     # a pause without the token changes nothing
     r = await app.client.post(f"/console/destinations/{dest_id}/pause", headers=origin)
     assert r.status_code == 403
+
+
+async def test_sign_in_from_another_site_is_refused(app: App) -> None:
+    r = await app.client.post(
+        "/console/sign-in",
+        data={"key": app.keys["acme_read"]},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert r.status_code == 403
+    assert "set-cookie" not in r.headers
+
+
+async def test_a_forged_or_expired_cookie_is_no_session(app: App, tmp_path: Path) -> None:
+    await sign_in(app, app.keys["acme_read"])
+    good = app.client.cookies[COOKIE]
+    payload, mac = good.split(".")
+    app.client.cookies.clear()
+    forged = payload[:-2] + ("AA" if payload[-2:] != "AA" else "BB") + "." + mac
+    r = await app.client.get("/console/events", headers={"Cookie": f"{COOKIE}={forged}"})
+    assert r.status_code == 303
+    # idle timeout: a session whose expiry has passed is refused (idle of -1 s: already past)
+    sessions = Sessions(tmp_path / "keys", -1)
+    assert sessions.open(sessions.encode(sessions.new("ak_aaaaaaaaaaaa"))) is None
+    fresh = Sessions(tmp_path / "keys", 60)
+    assert fresh.open(fresh.encode(fresh.new("ak_aaaaaaaaaaaa"))) is not None
+
+
+async def test_event_content_is_escaped(app: App) -> None:
+    await app.post("acme", {"events": [event(9, metadata={"note": "<script>alert(1)</script>"})]})
+    await sign_in(app, app.keys["acme_read"])
+    r = await app.client.get(f"/console/events/{event(9)['id']}")
+    assert r.status_code == 200
+    assert "<script>alert(1)" not in r.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in r.text

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import jinja2
+import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -375,7 +376,11 @@ async def event_page(p: Page) -> Response:
         raise NotFound(f"no event with id {event_id[:128]!r} in tenant {p.principal.tenant_slug!r}")
     keys = await run_in_threadpool(core.tlog.public_keys, None)
     log_key = next(k["vkey"] for k in keys["keys"] if k["state"] != "retired")
-    return p.render("event.html", event=found.to_json(), token=p.viewer_token(), log_key=log_key)
+    event = found.to_json()
+    content = orjson.dumps(event, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+    return p.render(
+        "event.html", event=event, content=content, token=p.viewer_token(), log_key=log_key
+    )
 
 
 @page("/console/tail", "live tail: new events as they arrive")
