@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -27,7 +27,7 @@ N = 57
 
 
 @pytest.fixture
-def core(tmp_path: Path) -> Core:
+def core(tmp_path: Path) -> Iterator[Core]:
     c = make_core(tmp_path / "data", checkpoint_interval=0)
     c.start()
     tenant = c.create_tenant("acme")
@@ -35,7 +35,8 @@ def core(tmp_path: Path) -> Core:
         prepared = [prepare_event(event(i), "acme", now_micros()) for i in range(start, start + 19)]
         c.writer.append_sync(tenant.tenant_id, prepared)
         c.tlog.sign(tenant)
-    return c
+    yield c
+    c.close()  # its writer and key-revocation threads end with it
 
 
 def _export(core: Core, path: Path, from_seq: int = 1, to_seq: int | None = None) -> Path:
