@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -290,6 +291,34 @@ def test_flush_of_a_fresh_client_drains_older_events(
         assert drainer.close(5) is True
     finally:
         server.stop()
+
+
+def test_a_client_closed_mid_request_gives_its_leases_back(
+    make_client: MakeClient, outbox_path: Path
+) -> None:
+    """close() while the sender waits on a server that never answers: the rows it leased are
+    released, so the next client of the outbox sends them now, not after lease_seconds."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # connections are accepted by the kernel and never answered
+    try:
+        first = make_client(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=30.0)
+        ids = [first.log("user.login", **ev_kwargs(i)) for i in range(5)]
+        deadline = time.monotonic() + 10
+        while first.outbox_stats().leased == 0:  # the sender has taken them and is waiting
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert first.close(timeout=0.2) is False
+        server = FakeAuditServer()
+        server.start()
+        try:
+            drainer = make_client(server.url)
+            assert drainer.flush(10) is True  # leases last 60 s: only a release makes this
+            assert sorted(server.stored) == sorted(ids)
+        finally:
+            server.stop()
+    finally:
+        silent.close()
 
 
 def test_flush_times_out_while_no_sender_runs(

@@ -224,6 +224,10 @@ class Sender:
                 continue
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
+                # Still in a request or a connect: give its rows back now, or the next client
+                # of this outbox would wait lease_seconds for them (if the request still
+                # succeeds, the server answers the resend as a duplicate).
+                self._release_leases()
                 return False
         with self._status_lock:
             self._status.state = "stopped"
@@ -231,6 +235,14 @@ class Sender:
             self._http.close()
             self._http = None
         return True
+
+    def _release_leases(self) -> None:
+        for owner in self._owners:
+            try:
+                if not self.outbox.closed:
+                    self.outbox.release(owner)
+            except Exception:  # pragma: no cover - the file is going away; leases expire
+                log.debug("could not release leases at stop", exc_info=True)
 
     def after_fork_in_child(self) -> bool:
         """Reset per-process state; return True if the parent's sender was running."""
