@@ -36,6 +36,8 @@ from auditkeep.errors import PROBLEM_BASE
 log = logging.getLogger("auditkeep.http")
 
 OVERFLOW = 64
+LINGER = 1.0
+"""Seconds a timed-out connection stays half-closed after its 408, reading and dropping."""
 """Connections past ``max_connections`` that still get a 503 answer; past these, closed at once."""
 FD_RESERVE = 256
 """Descriptors kept for the store, the delivery senders, logs and the like."""
@@ -94,6 +96,7 @@ def guarded_protocol(
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         _timer: asyncio.TimerHandle | None = None
+        _lingering = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -126,6 +129,8 @@ def guarded_protocol(
                 self._arm(header_timeout, self._headers_late)
 
         def _arm(self, seconds: float, fn: Callable[[], None]) -> None:
+            if self._lingering:  # answered and half-closed: only the linger timer runs
+                return
             self._disarm()
             if seconds > 0:
                 self._timer = self.loop.call_later(seconds, fn)
@@ -149,7 +154,7 @@ def guarded_protocol(
                     "(header_timeout)",
                 )
             )
-            self.transport.close()
+            self._linger_then_close()
 
         def _body_late(self) -> None:
             self._timer = None
@@ -173,7 +178,25 @@ def guarded_protocol(
                 )
                 cycle.disconnected = True  # the handler sees the client gone and answers no more
                 cycle.message_event.set()
-            self.transport.close()
+            self._linger_then_close()
+
+        def _linger_then_close(self) -> None:
+            """Half-close after the 408 and discard what the client still sends, for at most
+            LINGER seconds or until it closes: closing a socket with unread data makes the
+            kernel send a reset, which can destroy the 408 before the client reads it (the
+            lingering close of Apache and nginx)."""
+            self._lingering = True
+            self._disarm()
+            try:
+                self.transport.write_eof()
+            except (OSError, RuntimeError, NotImplementedError):
+                self.transport.close()
+                return
+            self._timer = self.loop.call_later(LINGER, self.transport.close)
+
+        def data_received(self, data: bytes) -> None:
+            if not self._lingering:  # (while lingering, what arrives is read and dropped)
+                super().data_received(data)
 
     return GuardedHttpToolsProtocol
 
