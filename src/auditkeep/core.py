@@ -413,25 +413,47 @@ class Core:
             value = getattr(fixed, name)
             if value is not None:
                 described[name] = format_timestamp(value) if name in ("since", "until") else value
-        now = now_micros()
-        event = prepare_event(
-            {
-                "action": "auditkeep.viewer_token.created",
-                "occurred_at": format_timestamp(now),
-                "actor": {"type": "api_key", "id": principal.key.key_id},
-                "category": "access",
-                "metadata": {
-                    "token_id": minted.token_id,
-                    "scope": described,
-                    "hide_fields": list(hidden),
-                    "ttl_seconds": ttl_seconds,
-                    "expires_at": format_timestamp(minted.expires_at),
-                },
+        event = self.change_event(
+            principal,
+            "auditkeep.viewer_token.created",
+            category="access",
+            metadata={
+                "token_id": minted.token_id,
+                "scope": described,
+                "hide_fields": list(hidden),
+                "ttl_seconds": ttl_seconds,
+                "expires_at": format_timestamp(minted.expires_at),
             },
-            principal.tenant_slug,
-            now,
         )
         return token, minted.expires_at, event
+
+    def change_event(
+        self,
+        principal: Principal,
+        action: str,
+        *,
+        metadata: Mapping[str, Any],
+        category: str = "audit",
+        targets: Sequence[Mapping[str, str]] = (),
+        reason: str | None = None,
+    ) -> PreparedEvent:
+        """An event recording something the service did at ``principal``'s request (a viewer
+        token minted, a policy or rule changed): actor = the API key, ``action`` under
+        ``auditkeep.``. The caller appends it to the principal's tenant with the change, so a
+        tenant's own log is the change history of its settings."""
+        now = now_micros()
+        raw: dict[str, Any] = {
+            "action": action,
+            "occurred_at": format_timestamp(now),
+            "actor": {"type": "api_key", "id": principal.key.key_id},
+            "category": category,
+            "metadata": dict(metadata),
+        }
+        if targets:
+            raw["targets"] = [dict(t) for t in targets]
+        if reason:
+            raw["reason"] = reason
+        return prepare_event(raw, principal.tenant_slug, now)
 
     # -- ingest -----------------------------------------------------------------------------
 
