@@ -35,12 +35,24 @@ def _events(tag: str, n: int, tenant: str = "acme") -> list[PreparedEvent]:
 
 
 def _all_nodes(store: SQLiteStore, tenant_id: int) -> dict[tuple[int, int], bytes]:
+    """Every node the tenant's tiles hold (stored or recomputed inside a tile)."""
+    log = store.log(tenant_id)
+    nodes: dict[tuple[int, int], bytes] = {}
+    for level in range(64):
+        found = log.nodes_in_range(level, 0, 1 << 40)
+        if not found:
+            break
+        nodes.update({(level, idx): h for idx, h in found.items()})
+    return nodes
+
+
+def _tiles(store: SQLiteStore, tenant_id: int) -> dict[tuple[int, int], tuple[int, bytes]]:
     conn = sqlite3.connect(store.path)
     rows = conn.execute(
-        "SELECT level, idx, hash FROM merkle_nodes WHERE tenant_id = ?", (tenant_id,)
+        "SELECT level, idx, width, hashes FROM merkle_tiles WHERE tenant_id = ?", (tenant_id,)
     ).fetchall()
     conn.close()
-    return {(level, idx): bytes(h) for level, idx, h in rows}
+    return {(level, idx): (width, bytes(h)) for level, idx, width, h in rows}
 
 
 @pytest.fixture
@@ -101,16 +113,41 @@ def test_node_reader_is_tenant_scoped_and_reports_missing_nodes(store: SQLiteSto
         store.log(globex.tenant_id).get_nodes([(2, 0)])
 
 
-def test_node_reads_use_the_whole_primary_key(store: SQLiteStore) -> None:
-    """A regression guard: `(level, idx) IN (VALUES ...)` made SQLite scan a tenant's nodes."""
+def test_tile_reads_use_the_whole_primary_key(store: SQLiteStore) -> None:
+    """A regression guard: a proof's tile read must search the primary key, not scan."""
     with store._reader() as conn:
         plan = conn.execute(
-            "EXPLAIN QUERY PLAN SELECT n.level, n.idx, n.hash FROM (VALUES (?, ?), (?, ?)) v"
-            " JOIN merkle_nodes n ON n.tenant_id = ? AND n.level = v.column1"
-            " AND n.idx = v.column2",
-            (0, 0, 1, 0, 1),
+            "EXPLAIN QUERY PLAN SELECT level, idx, hashes FROM merkle_tiles"
+            " WHERE tenant_id = ? AND level = ? AND idx IN (?, ?)"
+            " UNION ALL SELECT level, idx, hashes FROM merkle_tiles"
+            " WHERE tenant_id = ? AND level = ? AND idx IN (?)",
+            (1, 0, 0, 1, 1, 1, 0),
         ).fetchall()
+    assert all("SCAN" not in row[3] for row in plan), plan
     assert any("(tenant_id=? AND level=? AND idx=?)" in row[3] for row in plan), plan
+
+
+def test_a_commit_writes_tiles_not_nodes(store: SQLiteStore) -> None:
+    """Full tiles are written once and keep their bytes; each level's last tile is partial;
+    a commit of 600 leaves writes 3 level-0 tiles and one level-1 tile."""
+    acme = store.create_tenant("acme", "acme")
+    events = _events("t", 1000)
+    store.append([TenantAppend(acme.tenant_id, events[:300])])
+    first = _tiles(store, acme.tenant_id)
+    assert {k: w for k, (w, _) in first.items()} == {(0, 0): 256, (0, 1): 44, (1, 0): 1}
+    store.append([TenantAppend(acme.tenant_id, events[300:900])])
+    second = _tiles(store, acme.tenant_id)
+    assert {k: w for k, (w, _) in second.items()} == {
+        (0, 0): 256,
+        (0, 1): 256,
+        (0, 2): 256,
+        (0, 3): 132,
+        (1, 0): 3,
+    }
+    assert second[(0, 0)] == first[(0, 0)]  # written once
+    assert second[(0, 1)][1][: 44 * 32] == first[(0, 1)][1]  # a partial tile only grows
+    leaves = b"".join(e.leaf_hash for e in events[:900])
+    assert b"".join(second[(0, i)][1] for i in range(4)) == leaves
 
 
 def test_a_frontier_that_disagrees_with_the_head_stops_the_writer(store: SQLiteStore) -> None:
@@ -155,13 +192,13 @@ def test_migration_builds_the_tree_of_an_existing_store(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     store = SQLiteStore(path)
-    assert store.migrate() == 4  # the latest schema version; the tree came with schema 2
+    assert store.migrate() == 5  # the latest schema version; the tree came with schema 2
     expected, tree = MemoryNodeStore.from_leaf_hashes([e.leaf_hash for e in events])
     assert len(_all_nodes(store, 1)) == len(expected)
     assert store.log(1).head().root == tree.root()
     store.append([TenantAppend(1, _events("new", 2))])  # the writer carries on from there
     assert store.log(1).head().size == 13
-    assert store.migrate() == 4  # nothing to do the second time
+    assert store.migrate() == 5  # nothing to do the second time
     store.close()
 
 

@@ -222,7 +222,7 @@ def _rewrite_tail(data_dir: Path, keep: int, new: int, *, fresh_key: bool = Fals
             [(tid, keep + 1 + i, t, target, ev.occurred_at) for t, target in set(ev.targets)],
         )
     # rebuild the tree from the events: auditkeep's own migration does it for a NULL frontier
-    conn.execute("DELETE FROM merkle_nodes")
+    conn.execute("DELETE FROM merkle_tiles")
     conn.execute("UPDATE log_heads SET size = ?, frontier = NULL, root = NULL", (keep + new,))
     if fresh_key:
         conn.execute("DELETE FROM checkpoints")
@@ -259,13 +259,17 @@ def test_truncate_without_appending(data_dir: Path) -> None:
     )
 
 
-def test_tampered_node_table_is_reported(data_dir: Path) -> None:
+def test_tampered_tile_is_reported(data_dir: Path) -> None:
+    """The leaf at index 12 (seq 13) zeroed inside the level-0 tile."""
     conn = db(data_dir)
-    conn.execute("UPDATE merkle_nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 3")
+    conn.execute(
+        "UPDATE merkle_tiles SET hashes = CAST(substr(hashes, 1, 12 * 32) || zeroblob(32)"
+        " || substr(hashes, 13 * 32 + 1) AS BLOB) WHERE level = 0 AND idx = 0"
+    )
     conn.close()
     (found,) = problems(data_dir)
-    assert found.startswith("Merkle node (level 2, index 3) over seqs 13..16 is stored as 0000")
-    assert "proofs served from it will not verify" in found
+    assert found.startswith("seq 13: the event hashes to ")
+    assert "but the Merkle tree committed 0000000000000000… at this seq" in found
 
 
 # -- a consistent rebuild: only a witness holding an older checkpoint can tell ----------------

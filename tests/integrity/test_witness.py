@@ -161,7 +161,7 @@ def test_rollback_reaches_the_webhook(server: LiveServer, tmp_path: Path, hook: 
     with sqlite3.connect(server.data_dir / "auditkeep.db") as conn:  # restore an old backup
         conn.execute("DELETE FROM events WHERE seq > 4")
         conn.execute("DELETE FROM checkpoints WHERE size > 4")
-        conn.execute("DELETE FROM merkle_nodes")
+        conn.execute("DELETE FROM merkle_tiles")
         conn.execute("UPDATE log_heads SET size = 4, frontier = NULL, root = NULL")
     server.start()
     httpx.post(
@@ -197,7 +197,7 @@ def test_loop_mode_polls_until_an_alarm(server: LiveServer, tmp_path: Path) -> N
     with sqlite3.connect(server.data_dir / "auditkeep.db") as conn:
         conn.execute("DELETE FROM events WHERE seq > 2")
         conn.execute("DELETE FROM checkpoints")
-        conn.execute("DELETE FROM merkle_nodes")
+        conn.execute("DELETE FROM merkle_tiles")
         conn.execute("UPDATE log_heads SET size = 2, frontier = NULL, root = NULL")
     server.start()
     looping = subprocess.run(

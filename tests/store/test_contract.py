@@ -122,15 +122,15 @@ def make_destination(tenant_id: int, dest_id: str, name: str, **changes: Any) ->
 # -- schema, tenants, keys ---------------------------------------------------------------------
 
 
-def test_schema_version_is_4_and_migrate_is_idempotent(backend: Backend) -> None:
+def test_schema_version_is_5_and_migrate_is_idempotent(backend: Backend) -> None:
     store = backend.open(migrate=False)
     assert store.schema_version() == 0
-    assert store.migrate() == 4
-    assert store.migrate() == 4
-    assert store.schema_version() == 4
+    assert store.migrate() == 5
+    assert store.migrate() == 5
+    assert store.schema_version() == 5
     store.check_ready()
     # a second store (another API node) over the same data sees the same schema
-    assert backend.open().schema_version() == 4
+    assert backend.open().schema_version() == 5
 
 
 def test_tenants(store: AnyStore) -> None:
@@ -707,7 +707,7 @@ def test_open_store_picks_the_backend(backend: Backend) -> None:
     try:
         expected = SQLiteStore if backend.kind == "sqlite" else PostgresStore
         assert isinstance(store, expected)
-        assert store.migrate() == 4
+        assert store.migrate() == 5
     finally:
         store.close()
 
@@ -794,7 +794,7 @@ def test_a_failure_after_the_copies_writes_nothing(
     monkeypatch.undo()
     counts = pg_backend.sql(
         "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM event_targets),"
-        " (SELECT count(*) FROM event_ids), (SELECT count(*) FROM merkle_nodes)"
+        " (SELECT count(*) FROM event_ids), (SELECT count(*) FROM merkle_tiles)"
     )
     assert counts == [(1, 1, 1, 1)]
     results = append1(store, acme.tenant_id, [prep(i) for i in range(5)])
@@ -814,7 +814,7 @@ def test_every_primary_key_is_led_by_tenant_id(pg_backend: Backend) -> None:
     assert leading.pop("schema_migrations") == "version"  # the documented exception
     for table in ("tenants", "log_heads", "api_keys", "events", "event_ids", "event_targets"):
         assert table in leading
-    for table in ("merkle_nodes", "checkpoints", "signing_keys", "destinations", "key_revision"):
+    for table in ("merkle_tiles", "checkpoints", "signing_keys", "destinations", "key_revision"):
         assert table in leading
     assert {t: c for t, c in leading.items() if c != "tenant_id"} == {}  # partitions too
 
@@ -840,7 +840,7 @@ def test_monthly_partitions_are_made_ahead(pg_backend: Backend) -> None:
             for suffix, first, end in months
         }
     assert store.ensure_partitions() == []  # idempotent and cheap
-    assert store.migrate() == 4 and len(_partitions(pg_backend, "events")) == 4
+    assert store.migrate() == 5 and len(_partitions(pg_backend, "events")) == 4
 
     # an event beyond the partitions lands in DEFAULT; making its month's partition moves it
     acme = store.create_tenant("acme", "acme")
@@ -883,24 +883,25 @@ def test_nodes_starting_together_migrate_once(pg_backend: Backend) -> None:
         t.start()
     for t in threads:
         t.join(60)
-    assert not errors and versions == [4, 4, 4, 4]
+    assert not errors and versions == [5, 5, 5, 5]
     assert pg_backend.sql("SELECT version FROM schema_migrations ORDER BY 1") == [
         (1,),
         (2,),
         (3,),
         (4,),
+        (5,),
     ]
     assert pg_backend.sql("SELECT count(*) FROM tenants") == [(1,)]
 
 
 def test_a_newer_schema_is_refused(pg_backend: Backend) -> None:
     pg_backend.open()
-    pg_backend.sql("INSERT INTO schema_migrations VALUES (5, 0)")
+    pg_backend.sql("INSERT INTO schema_migrations VALUES (99, 0)")
     store = pg_backend.open(migrate=False)
     with pytest.raises(ConfigError) as info:
         store.migrate()
     assert str(info.value) == (
-        "the database schema is at version 5 but this auditkeep knows up to 4: upgrade auditkeep"
+        "the database schema is at version 99 but this auditkeep knows up to 5: upgrade auditkeep"
     )
 
 
@@ -1160,7 +1161,7 @@ def test_a_long_reader_delays_new_partitions_briefly_not_the_node(
         with pytest.raises(StoreUnavailable, match="lock"):
             store.ensure_partitions(later)
         assert time.monotonic() - started < 10
-        assert store.migrate() == 4  # a starting node is not stopped by it either
+        assert store.migrate() == 5  # a starting node is not stopped by it either
         [res] = append1(store, acme.tenant_id, [prep(1, received_at=later)])
         assert res.status == "accepted"
     assert "could not create the monthly partitions" not in caplog.text  # those exist already

@@ -75,7 +75,7 @@ def test_page_by_target_starts_after_the_cursor() -> None:
         ("key_revision", lambda s, t: s.key_revision()),
         ("api_keys", lambda s, t: s.find_key("k1")),
         ("signing_keys", lambda s, t: s.signing_keys()),
-        ("merkle_nodes", lambda s, t: s.log(t).node_count()),
+        ("merkle_tiles", lambda s, t: s.log(t).node_count()),
         ("checkpoints", lambda s, t: s.log(t).latest_checkpoint()),
         ("destinations", lambda s, t: s.all_destinations()),
     ],

@@ -252,8 +252,9 @@ class TenantEvents(Protocol):
 class TenantLog(Protocol):
     """Read access to one tenant's Merkle tree and checkpoints. Every method is scoped to it.
 
-    It is a :class:`~auditkeep.integrity.merkle.NodeReader`: ``get_nodes`` reads stored
-    perfect-subtree hashes in one query.
+    It is a :class:`~auditkeep.integrity.merkle.NodeReader`: ``get_nodes`` reads the tiles
+    holding the requested perfect subtrees in one query and recomputes the nodes inside them
+    (:mod:`auditkeep.integrity.tiles`).
     """
 
     tenant_id: int

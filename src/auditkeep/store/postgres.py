@@ -94,6 +94,7 @@ from auditkeep.store.sql import (
     SQLStore,
     SQLTenantEvents,
     SQLTenantLog,
+    append_tiles,
     frontier,
     migrations,
     page_by_target,
@@ -158,8 +159,6 @@ _TARGET_COPY = (
 _TARGET_TYPES = ("int8", "int8", "text", "bytea", "int8", "int8")
 _ID_COPY = "COPY event_ids (tenant_id, id, seq, content_hash) FROM STDIN (FORMAT BINARY)"
 _ID_TYPES = ("int8", "text", "int8", "bytea")
-_NODE_COPY = "COPY merkle_nodes (tenant_id, level, idx, hash) FROM STDIN (FORMAT BINARY)"
-_NODE_TYPES = ("int8", "int4", "int8", "bytea")
 
 
 # -- the database URL, without its password --------------------------------------------------
@@ -965,6 +964,7 @@ class PostgresStore(SQLStore):
                     (number, now_micros()),
                 )
                 version = max(version, number)
+            self._tiles_from_nodes(conn)
             self._build_missing_trees(conn)
             conn.execute(
                 "INSERT INTO tenants (tenant_id, slug, name, created_at)"
@@ -1096,14 +1096,9 @@ class PostgresStore(SQLStore):
             raise Conflict(f"a tenant named {slug!r} already exists") from None
         return int(row[0])
 
-    def _insert_nodes(
-        self, conn: SharedConnection, rows: list[tuple[int, int, int, bytes]]
-    ) -> None:
-        assert isinstance(conn, psycopg.Connection)
-        with conn.cursor() as cur, cur.copy(_NODE_COPY) as copy:
-            copy.set_types(list(_NODE_TYPES))
-            for row in rows:
-                copy.write_row(row)
+    def _has_table(self, conn: SharedConnection, name: str) -> bool:
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+        return bool(row[0])
 
     def _lock_signing_keys(self, conn: SharedConnection) -> None:
         conn.execute("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
@@ -1174,7 +1169,6 @@ def _append_in_txn(
     events: list[tuple[Any, ...]] = []
     targets: list[tuple[Any, ...]] = []
     ids: list[tuple[Any, ...]] = []
-    nodes: list[tuple[Any, ...]] = []
     grown: set[int] = set()
     out: list[list[AppendResult]] = []
     for batch in batches:
@@ -1213,7 +1207,9 @@ def _append_in_txn(
             leaves.append(ev.leaf_hash)
             results.append(AppendResult("accepted", size))
         if leaves:
-            nodes += [(tid, level, idx, h) for level, idx, h in tree.extend(leaves)]
+            old = tree.size
+            created = tree.extend(leaves)
+            append_tiles(conn, pyformat, tid, old, tree.size, created)
             grown.add(tid)
         out.append(results)
     with conn.cursor() as cur:
@@ -1221,7 +1217,6 @@ def _append_in_txn(
             (_EVENT_COPY, _EVENT_TYPES, events),
             (_TARGET_COPY, _TARGET_TYPES, targets),
             (_ID_COPY, _ID_TYPES, ids),
-            (_NODE_COPY, _NODE_TYPES, nodes),
         ):
             if rows:
                 with cur.copy(statement) as copy:
@@ -1463,11 +1458,3 @@ class PostgresTenantEvents(SQLTenantEvents[PostgresStore]):
 
 class PostgresTenantLog(SQLTenantLog[PostgresStore]):
     """One tenant's Merkle tree and checkpoints. Every statement here binds ``tenant_id``."""
-
-    def _node_rows(self, ids: Sequence[tuple[int, int]]) -> list[Any]:
-        return self._store._fetch(
-            "SELECT n.level, n.idx, n.hash FROM unnest(%s::integer[], %s::bigint[])"
-            " AS v (level, idx) JOIN merkle_nodes n"
-            " ON n.tenant_id = %s AND n.level = v.level AND n.idx = v.idx",
-            ([level for level, _ in ids], [idx for _, idx in ids], self.tenant_id),
-        )

@@ -24,7 +24,18 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 import orjson
 
 from auditkeep.errors import Conflict, StoreError
-from auditkeep.integrity.merkle import EMPTY_ROOT, CompactRange
+from auditkeep.integrity.merkle import EMPTY_ROOT, CompactRange, Node
+from auditkeep.integrity.tiles import (
+    TILE_HEIGHT,
+    TILE_WIDTH,
+    TileId,
+    TileNodeReader,
+    node_count,
+    nodes_in_tiles,
+    partial_tiles,
+    tile_ranges,
+    tiles_after_append,
+)
 from auditkeep.model import now_micros
 from auditkeep.store.base import (
     DESTINATION_COLUMNS,
@@ -57,6 +68,13 @@ CHECKPOINT_SELECT = "SELECT size, root, created_at, key_ids, note FROM checkpoin
 EMPTY_FRONTIER = CompactRange().to_bytes()
 #: leaf hashes read per query while building a missing Merkle tree
 _BUILD_BATCH = 20000
+#: a tile of the Merkle tree, written whole (a partial tile is rewritten as it grows)
+TILE_UPSERT = (
+    "INSERT INTO merkle_tiles (tenant_id, level, idx, width, hashes) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (tenant_id, level, idx)"
+    " DO UPDATE SET width = excluded.width, hashes = excluded.hashes"
+)
+TILE_SELECT = "SELECT hashes FROM merkle_tiles WHERE tenant_id = ? AND level = ? AND idx = ?"
 
 
 # -- placeholders ----------------------------------------------------------------------------
@@ -138,6 +156,38 @@ def frontier(tenant_id: int, head: Sequence[Any] | None) -> CompactRange:
     return tree
 
 
+def append_tiles(
+    conn: Connection,
+    q: Callable[[str], str],
+    tenant_id: int,
+    old_size: int,
+    new_size: int,
+    created: Sequence[Node],
+) -> None:
+    """Write the tiles of the tenant's tree grown from ``old_size`` to ``new_size`` leaves
+    (``created``: the nodes :meth:`CompactRange.extend` returned): each new full tile once, and
+    the partial tile of each level, which starts with what is stored (read here, in the same
+    transaction: a few rows, so no cache can drift from what another node wrote)."""
+    partial: dict[TileId, bytes] = {}
+    for level, idx in partial_tiles(old_size, new_size):
+        row = conn.execute(q(TILE_SELECT), (tenant_id, level, idx)).fetchone()
+        if row is None:
+            raise StoreError(
+                f"tenant {tenant_id}'s Merkle tile (level {level}, index {idx}) is missing; "
+                "run `auditkeep verify`"
+            )
+        partial[(level, idx)] = bytes(row[0])
+    try:
+        tiles = tiles_after_append(old_size, new_size, created, partial)
+    except ValueError as exc:
+        raise StoreError(
+            f"tenant {tenant_id}'s Merkle tiles: {exc}; run `auditkeep verify`"
+        ) from None
+    upsert = q(TILE_UPSERT)
+    for level, idx, hashes in tiles:
+        conn.execute(upsert, (tenant_id, level, idx, len(hashes) // 32, hashes))
+
+
 def migrations(dialect: str) -> list[tuple[int, str]]:
     """``(number, script)`` of every migration of ``dialect`` (``sqlite``, ``postgres``)."""
     folder = resources.files("auditkeep.store") / "migrations" / dialect
@@ -217,7 +267,7 @@ class SQLStore:
 
     A subclass provides the hooks: :meth:`_fetch` (one read, in the store's placeholder
     style, driver errors mapped), :meth:`_transaction` (one write transaction, committed on
-    success), :meth:`_insert_tenant`, :meth:`_insert_nodes`, and the class attributes below.
+    success), :meth:`_insert_tenant`, :meth:`_has_table`, and the class attributes below.
     """
 
     #: the driver's exception for a unique violation (a name taken: Conflict)
@@ -244,8 +294,8 @@ class SQLStore:
         """Insert the tenant row; its new tenant_id (Conflict if the slug is taken)."""
         raise NotImplementedError
 
-    def _insert_nodes(self, conn: Connection, rows: list[tuple[int, int, int, bytes]]) -> None:
-        """Insert ``(tenant_id, level, idx, hash)`` rows into merkle_nodes."""
+    def _has_table(self, conn: Connection, name: str) -> bool:
+        """Whether the table ``name`` exists (in a migration)."""
         raise NotImplementedError
 
     def _bindable(self, *values: str | None) -> bool:
@@ -484,8 +534,8 @@ class SQLStore:
     def _build_missing_trees(self, conn: Connection) -> None:
         """Build the Merkle tree of every log that has none (stores from before schema 2).
 
-        A one-time migration step: the stored leaf hashes are appended in seq order and every
-        perfect subtree is inserted, exactly as the writer would have done.
+        A one-time migration step: the stored leaf hashes are appended in seq order and the
+        tiles written, exactly as the writer would have done.
         """
         pending = conn.execute(
             "SELECT tenant_id, size FROM log_heads WHERE frontier IS NULL ORDER BY tenant_id"
@@ -503,16 +553,16 @@ class SQLStore:
                 ).fetchall()
                 if not rows:
                     break
-                nodes: list[tuple[int, int, int, bytes]] = []
-                for seq, leaf in rows:
-                    if seq != tree.size + 1:
+                for n, (seq, _) in enumerate(rows, tree.size + 1):
+                    if seq != n:
                         raise StoreError(
                             f"cannot build tenant {tenant_id}'s Merkle tree: seq "
-                            f"{tree.size + 1} is missing (the next stored event is seq {seq}); "
+                            f"{n} is missing (the next stored event is seq {seq}); "
                             "run `auditkeep verify`"
                         )
-                    nodes += [(tenant_id, lv, idx, h) for lv, idx, h in tree.append(bytes(leaf))]
-                self._insert_nodes(conn, nodes)
+                old = tree.size
+                created = tree.extend([bytes(leaf) for _, leaf in rows])
+                append_tiles(conn, self._q, tenant_id, old, tree.size, created)
             if tree.size != size:
                 raise StoreError(
                     f"cannot build tenant {tenant_id}'s Merkle tree: the log head says {size} "
@@ -522,6 +572,56 @@ class SQLStore:
                 self._q("UPDATE log_heads SET frontier = ?, root = ? WHERE tenant_id = ?"),
                 (tree.to_bytes(), tree.root(), tenant_id),
             )
+
+    def _tiles_from_nodes(self, conn: Connection) -> None:
+        """Move the trees of a schema-4 store from merkle_nodes into merkle_tiles, then drop
+        merkle_nodes (a one-time migration step, after migration 0005).
+
+        The tiles are the stored nodes of levels 0, 8, 16, ... (every other node is recomputed
+        from them); each level must be the nodes 0 .. (size >> level) - 1 without a gap, or the
+        migration stops and names what is missing.
+        """
+        if not self._has_table(conn, "merkle_nodes"):
+            return
+        heads = conn.execute(
+            "SELECT tenant_id, size FROM log_heads WHERE frontier IS NOT NULL ORDER BY tenant_id"
+            + self._LOCK_ROWS
+        ).fetchall()
+        read = self._q(
+            "SELECT idx, hash FROM merkle_nodes WHERE tenant_id = ? AND level = ? AND idx >= ?"
+            f" ORDER BY idx LIMIT {TILE_WIDTH * 64}"
+        )
+        upsert = self._q(TILE_UPSERT)
+        for tenant_id, size in heads:
+            tile_level = 0
+            while count := int(size) >> (TILE_HEIGHT * tile_level):
+                level = TILE_HEIGHT * tile_level
+                done = 0
+                while done < count:
+                    rows = conn.execute(read, (tenant_id, level, done)).fetchall()
+                    rows = [r for r in rows if r[0] < count]
+                    if not rows or any(int(idx) != i for i, (idx, _) in enumerate(rows, done)):
+                        raise StoreError(
+                            f"cannot move tenant {tenant_id}'s Merkle tree to tiles: node "
+                            f"(level {level}, index {done + len(rows)}) is missing; run "
+                            "`auditkeep verify` on the previous version"
+                        )
+                    joined = b"".join(bytes(h) for _, h in rows)
+                    for start in range(0, len(joined), TILE_WIDTH * 32):
+                        hashes = joined[start : start + TILE_WIDTH * 32]
+                        conn.execute(
+                            upsert,
+                            (
+                                tenant_id,
+                                tile_level,
+                                (done + start // 32) // TILE_WIDTH,
+                                len(hashes) // 32,
+                                hashes,
+                            ),
+                        )
+                    done += len(rows)
+                tile_level += 1
+        conn.execute("DROP TABLE merkle_nodes")
 
 
 S = TypeVar("S", bound=SQLStore)
@@ -704,8 +804,8 @@ class SQLTenantDestinations:
 
 
 class SQLTenantLog(Generic[S]):
-    """One tenant's Merkle tree and checkpoints. Every statement here binds ``tenant_id``.
-    A store adds :meth:`_node_rows` (how it looks many nodes up at once)."""
+    """One tenant's Merkle tree (as tiles: :mod:`auditkeep.integrity.tiles`) and checkpoints.
+    Every statement here binds ``tenant_id``."""
 
     def __init__(self, store: S, tenant_id: int) -> None:
         self._store = store
@@ -723,36 +823,51 @@ class SQLTenantLog(Generic[S]):
             )
         return LogHead(int(row[0]), bytes(row[1]), bytes(row[2]))
 
-    def _node_rows(self, ids: Sequence[tuple[int, int]]) -> list[Any]:
-        """``(level, idx, hash)`` of the stored nodes among ``ids`` (any order)."""
-        raise NotImplementedError
+    def get_tiles(self, ids: Sequence[TileId]) -> dict[TileId, bytes]:
+        """TileReader: the stored tiles among ``ids``, in one query (per tile level, an
+        ``idx IN (...)`` on the primary key)."""
+        by_level: dict[int, list[int]] = {}
+        for level, idx in ids:
+            by_level.setdefault(level, []).append(idx)
+        parts = []
+        params: list[int] = []
+        for level, idxs in sorted(by_level.items()):
+            parts.append(
+                "SELECT level, idx, hashes FROM merkle_tiles WHERE tenant_id = ? AND level = ?"
+                f" AND idx IN ({marks(len(idxs))})"
+            )
+            params += (self.tenant_id, level, *idxs)
+        if not parts:
+            return {}
+        rows = self._store._select(" UNION ALL ".join(parts), params)
+        return {(int(level), int(idx)): bytes(h) for level, idx, h in rows}
 
     def get_nodes(self, ids: Sequence[tuple[int, int]]) -> list[bytes]:
-        """NodeReader: every requested node in one query (a primary-key lookup per node)."""
-        if not ids:
-            return []
-        # both drivers return level and idx as int
-        found = {(level, idx): bytes(h) for level, idx, h in self._node_rows(ids)}
-        try:
-            return [found[(level, idx)] for level, idx in ids]
-        except KeyError as e:
-            level, idx = e.args[0]
-            raise KeyError(f"node (level={level}, index={idx}) is not stored") from None
+        """NodeReader: every requested node, recomputed from the tiles that hold it (one
+        query)."""
+        return TileNodeReader(self).get_nodes(ids)
 
     def nodes_in_range(self, level: int, lo: int, hi: int) -> dict[int, bytes]:
         """Stored nodes ``(level, idx)`` with ``lo <= idx < hi``, by idx (for verification)."""
+        hi = min(hi, 1 << (63 - level))  # no tree is larger: keeps the bounds in int64
+        if lo >= hi:
+            return {}
+        tile_level, first, last = tile_ranges(level, lo, hi)
         rows = self._store._select(
-            "SELECT idx, hash FROM merkle_nodes WHERE tenant_id = ? AND level = ?"
-            " AND idx >= ? AND idx < ?",
-            (self.tenant_id, level, lo, hi),
+            "SELECT idx, hashes FROM merkle_tiles WHERE tenant_id = ? AND level = ?"
+            " AND idx >= ? AND idx <= ?",
+            (self.tenant_id, tile_level, first, last),
         )
-        return {int(idx): bytes(h) for idx, h in rows}
+        tiles = {(tile_level, int(idx)): bytes(h) for idx, h in rows}
+        return nodes_in_tiles(tiles, level, lo, hi)
 
     def node_count(self) -> int:
-        row = self._store._select_one(
-            "SELECT count(*) FROM merkle_nodes WHERE tenant_id = ?", (self.tenant_id,)
+        """Perfect subtrees the stored tiles hold (a tree of n leaves has 2n - popcount(n))."""
+        rows = self._store._select(
+            "SELECT width, count(*) FROM merkle_tiles WHERE tenant_id = ? GROUP BY width",
+            (self.tenant_id,),
         )
-        return int(row[0]) if row else 0
+        return sum(node_count(int(width)) * int(n) for width, n in rows)
 
     def _checkpoints(self, where: str, params: Sequence[Any]) -> list[StoredCheckpoint]:
         rows = self._store._select(f"{CHECKPOINT_SELECT} WHERE tenant_id = ? {where}", params)

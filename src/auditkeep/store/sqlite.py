@@ -37,6 +37,7 @@ from auditkeep.store.sql import (
     SQLStore,
     SQLTenantEvents,
     SQLTenantLog,
+    append_tiles,
     frontier,
     marks,
     migrations,
@@ -46,7 +47,11 @@ from auditkeep.store.sql import (
 
 DB_FILE = "auditkeep.db"
 _MAX_VARS = 500  # ids per IN (...) lookup
-_INSERT_NODES = "INSERT INTO merkle_nodes (tenant_id, level, idx, hash) VALUES (?, ?, ?, ?)"
+
+
+def _same(query: str) -> str:
+    """Shared statements are already in SQLite's placeholder style."""
+    return query
 
 
 class _ReaderPool:
@@ -233,9 +238,13 @@ class SQLiteStore(SQLStore):
             raise Conflict(f"a tenant named {slug!r} already exists") from None
         return int(cur.lastrowid or 0)  # type: ignore[attr-defined]  # sqlite3.Cursor's
 
-    def _insert_nodes(self, conn: Connection, rows: list[tuple[int, int, int, bytes]]) -> None:
-        assert isinstance(conn, sqlite3.Connection)
-        conn.executemany(_INSERT_NODES, rows)
+    def _has_table(self, conn: Connection, name: str) -> bool:
+        return (
+            conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+            ).fetchone()
+            is not None
+        )
 
     def migrate(self) -> int:
         with self._transaction() as conn:
@@ -256,6 +265,7 @@ class SQLiteStore(SQLStore):
                     (number,),
                 )
                 version = number
+            self._tiles_from_nodes(conn)
             self._build_missing_trees(conn)
             conn.execute(
                 "INSERT OR IGNORE INTO tenants VALUES (?, ?, 'operator keys', 0)",
@@ -373,9 +383,9 @@ class SQLiteStore(SQLStore):
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
-                conn.executemany(
-                    _INSERT_NODES, [(tid, level, idx, h) for level, idx, h in tree.extend(leaves)]
-                )
+                old = tree.size
+                created = tree.extend(leaves)
+                append_tiles(conn, _same, tid, old, tree.size, created)
             if target_rows:
                 conn.executemany(
                     "INSERT INTO event_targets"
@@ -539,23 +549,3 @@ class SQLiteTenantEvents(SQLTenantEvents[SQLiteStore]):
 
 class SQLiteTenantLog(SQLTenantLog[SQLiteStore]):
     """One tenant's Merkle tree and checkpoints. Every statement here binds ``tenant_id``."""
-
-    def _node_rows(self, ids: Sequence[tuple[int, int]]) -> list[Any]:
-        """The ids are joined as a VALUES table (at most _MAX_VARS per query); the planner
-        then searches the primary key with all three columns. (``(level, idx) IN (VALUES
-        ...)`` would scan the tenant's nodes.)"""
-        rows: list[Any] = []
-        for start in range(0, len(ids), _MAX_VARS):
-            chunk = ids[start : start + _MAX_VARS]
-            values = ",".join("(?, ?)" for _ in chunk)
-            params: list[int] = []
-            for level, idx in chunk:
-                params += (level, idx)
-            params.append(self.tenant_id)
-            rows += self._store._fetch(
-                f"SELECT n.level, n.idx, n.hash FROM (VALUES {values}) v"
-                " JOIN merkle_nodes n ON n.tenant_id = ? AND n.level = v.column1"
-                " AND n.idx = v.column2",
-                params,
-            )
-        return rows

@@ -35,6 +35,7 @@ from auditkeep.integrity.checkpoint import (
     verify_checkpoint,
 )
 from auditkeep.integrity.merkle import EMPTY_ROOT, CompactRange, NodeReader
+from auditkeep.integrity.tiles import TILE_HEIGHT, TILE_WIDTH, nodes_in_tiles, tile_ranges
 from auditkeep.model import (
     SERVER_FIELDS,
     canonical_json,
@@ -604,7 +605,8 @@ def _check_store_chunk(task: _StoreTask) -> _ChunkResult:
             full = conn.execute(
                 f"SELECT seq, occurred_at, leaf_hash, leaf_data {where} ORDER BY seq", span
             )
-            _find_leaf_problems(full, hashes, _node_rows(conn, leaf_range), task, out)
+            tree_leaves = _stored_nodes(conn, leaf_range)
+            _find_leaf_problems(full, hashes, tree_leaves, task, out)
         if task.content:
             _check_indexed(conn, task, rows, datas, out)
         leaves = hashes[: out.contiguous]
@@ -805,26 +807,48 @@ class _ChunkDB:
             self._pg.close()
 
 
-_NODE_RANGE = "FROM merkle_nodes WHERE tenant_id = ? AND level = ? AND idx >= ? AND idx < ?"
+_TILE_RANGE = (
+    "SELECT idx, hashes FROM merkle_tiles WHERE tenant_id = ? AND level = ? AND idx >= ?"
+    " AND idx <= ? ORDER BY idx"
+)
+
+
+def _tile_rows(conn: _ChunkDB, where: tuple[int, int, int, int]) -> tuple[int, list[Any]]:
+    """The tile level and the ``(idx, hashes)`` rows of the tiles holding the nodes in
+    ``where`` = ``(tenant, level, lo, hi)``."""
+    tenant_id, level, lo, hi = where
+    tile_level, first, last = tile_ranges(level, lo, hi)
+    return tile_level, conn.execute(_TILE_RANGE, (tenant_id, tile_level, first, last))
 
 
 def _nodes_equal(
     conn: _ChunkDB, where: tuple[int, int, int, int], first: int, joined: bytes
 ) -> bool:
-    """Whether the stored nodes in ``where`` are exactly ``joined`` (32 bytes each) from index
-    ``first`` on: the database concatenates them, so no row reaches Python. (If the
-    concatenation ever came out of order, the caller's exact per-row comparison finds nothing
-    wrong.)"""
-    count, lo, hi, blob = conn.execute(
-        f"SELECT count(*), min(idx), max(idx), {conn.concat('hash', 'idx')} {_NODE_RANGE}",
-        where,
-    )[0]
-    n = len(joined) // 32
-    return bool(count == n and lo == first and hi == first + n - 1 and blob == joined)
+    """Whether the stored nodes in ``where`` (a level the tiles hold: 0, 8, 16, ...) are
+    exactly ``joined`` (32 bytes each) from index ``first`` on: the tiles are concatenated
+    and sliced, so no node reaches Python on its own."""
+    _, level, lo, hi = where
+    if lo >= hi or level % TILE_HEIGHT:
+        return False
+    _, rows = _tile_rows(conn, where)
+    start = lo // TILE_WIDTH
+    if [int(r[0]) for r in rows] != list(range(start, start + len(rows))):
+        return False
+    tiles = [_blob(h) for _, h in rows]
+    if any(len(t) != TILE_WIDTH * 32 for t in tiles[:-1]):
+        return False
+    offset = (lo - start * TILE_WIDTH) * 32
+    return bool(lo == first and b"".join(tiles)[offset : offset + len(joined)] == joined)
 
 
-def _node_rows(conn: _ChunkDB, where: tuple[int, int, int, int]) -> list[Any]:
-    return conn.execute(f"SELECT idx, hash {_NODE_RANGE} ORDER BY idx", where)
+def _stored_nodes(conn: _ChunkDB, where: tuple[int, int, int, int]) -> dict[int, bytes]:
+    """The stored nodes in ``where`` = ``(tenant, level, lo, hi)``, by idx, from the tiles."""
+    _, level, lo, hi = where
+    if lo >= hi:
+        return {}
+    tile_level, rows = _tile_rows(conn, where)
+    tiles = {(tile_level, int(i)): _blob(h) for i, h in rows}
+    return nodes_in_tiles(tiles, level, lo, hi)
 
 
 def _joined(values: Iterable[Any]) -> bytes | None:
@@ -837,12 +861,11 @@ def _joined(values: Iterable[Any]) -> bytes | None:
 def _find_leaf_problems(
     rows: list[Any],
     hashes: list[bytes],
-    tree_rows: list[Any],
+    tree_leaves: dict[int, bytes],
     task: _StoreTask,
     out: _ChunkResult,
 ) -> None:
     """The per-event comparisons, with a message for each difference."""
-    tree_leaves = {int(idx): _blob(h) for idx, h in tree_rows}
     committed_at: dict[bytes, int] | None = None
     in_run = rows[0][0] == task.lo if rows else False
     last: int | None = None
@@ -888,12 +911,13 @@ def _compare_interior_nodes(
     out: _ChunkResult,
 ) -> None:
     for level, (first, hashes) in enumerate(levels):
-        if level == 0 or not hashes:
+        # only the levels the tiles hold: the others are recomputed from them
+        if level == 0 or level % TILE_HEIGHT or not hashes:
             continue
         where = (task.tenant_id, level, first, first + len(hashes))
         if _nodes_equal(conn, where, first, b"".join(hashes)):
             continue
-        stored = {int(i): _blob(h) for i, h in _node_rows(conn, where)}
+        stored = _stored_nodes(conn, where)
         for i, h in enumerate(hashes, first):
             got = stored.get(i)
             if got != h:
@@ -903,7 +927,7 @@ def _compare_interior_nodes(
                     (
                         "node",
                         f"Merkle node (level {level}, index {i}) over seqs {lo + 1}..{hi} is "
-                        f"{found} but its leaves hash to {h.hex()[:16]}… (the node table was "
+                        f"{found} but its leaves hash to {h.hex()[:16]}… (the Merkle tiles were "
                         "altered; proofs served from it will not verify)",
                     )
                 )
@@ -1203,7 +1227,7 @@ def _check_head(inp: StoredLogInput, frontier: Frontier, report: VerifyReport) -
     expected_nodes = 2 * frontier.size - frontier.size.bit_count()
     if inp.node_count != expected_nodes:
         report.problems.append(
-            f"the Merkle node table holds {inp.node_count} nodes for this log; a tree of "
+            f"the Merkle tiles hold {inp.node_count} nodes for this log; a tree of "
             f"{frontier.size} leaves has {expected_nodes}"
         )
 
@@ -1217,13 +1241,13 @@ def _check_created_nodes(
     try:
         stored = inp.nodes.get_nodes([(level, index) for level, index, _ in created])
     except KeyError as exc:
-        report.problems.append(f"Merkle {exc.args[0]} (the node table was altered)")
+        report.problems.append(f"Merkle {exc.args[0]} (the Merkle tiles were altered)")
         return
     for (level, index, h), got in zip(created, stored, strict=True):
         if got != h:
             report.problems.append(
                 f"Merkle node (level {level}, index {index}) is stored as {got.hex()[:16]}… but "
-                f"its leaves hash to {h.hex()[:16]}… (the node table was altered)"
+                f"its leaves hash to {h.hex()[:16]}… (the Merkle tiles were altered)"
             )
 
 
