@@ -1,18 +1,24 @@
-"""Merkle tree benchmark: tree updates, proofs from the SQLite node table, offline verification.
+"""Merkle tree benchmark: tree updates, proofs from the SQLite tiles, offline verification.
 
     .venv/bin/python bench/merkle.py [--sizes 1000000,10000000] [--store-sizes 1000000]
                                      [--samples 2000] [--keep] [--skip-tree] [--cli]
+                                     [--batch 500]
 
 For each size N (leaves):
 
 1. append + tree update: N leaf hashes appended the way the writer does it, in transactions of
-   5,000 (the writer's default largest batch): read the frontier from log_heads,
-   CompactRange.extend with the batch, executemany the new nodes into merkle_nodes, update
-   log_heads. Real schema (SQLiteStore.migrate), durability normal (the fsync belongs to the
-   event transaction, not to the tree). Also the same appends without SQLite (CPU only).
+   --batch (default 500, the size of one request's batch; the writer's largest is 5,000): read
+   the frontier from log_heads, CompactRange.extend with the batch, write the tree, update
+   log_heads. Twice, in the same run: "tiles" writes merkle_tiles as the store does now
+   (store.sql.append_tiles: each new full tile, and the partial tile of each level), "nodes"
+   executemany's every completed perfect subtree into a merkle_nodes table as schema 2-4 did
+   (before). Real schema (SQLiteStore.migrate), durability normal (the fsync belongs to the
+   event transaction, not to the tree). Also the same appends without SQLite (CPU only), and
+   the baseline: one raw hashlib SHA-256 node hash per leaf (the least any tree update does).
 2. proofs: inclusion proofs of random leaves in the tree of size N, and consistency proofs from
-   a random older size to N, through SQLiteTenantLog (one batched node query each, then the
-   hashing). p50 / p95 / p99 over --samples of each, warm page cache.
+   a random older size to N, through SQLiteTenantLog (tiles: one batched tile query each, then
+   the hashing inside tiles) and through the former node table (one batched node query).
+   p50 / p95 / p99 over --samples of each, warm page cache.
 3. offline verification of an export bundle of N realistic events (~510-byte leaf data from
    bench/_workload.py; 200,000 distinct events repeated with fresh seqs), signed checkpoint over
    their tree: `verify_bundle` with 1 and 2 worker processes, with and without the per-event
@@ -58,6 +64,7 @@ from auditkeep.integrity.merkle import (
 )
 from auditkeep.model import leaf_hash, now_micros, prepare_event
 from auditkeep.store.base import StoredCheckpoint
+from auditkeep.store.sql import append_tiles
 from auditkeep.store.sqlite import SQLiteStore
 from auditkeep.translog import FORMAT, stored_log_input, verify_bundle, verify_store_log
 
@@ -82,26 +89,58 @@ def synthetic_leaves(n: int) -> Iterator[bytes]:
         yield hashlib.sha256(b"\x00leaf %d" % i).digest()
 
 
-def build_tree(data_dir: Path, n: int) -> tuple[SQLiteStore, int, dict[str, float]]:
+_NODES_TABLE = (
+    "CREATE TABLE merkle_nodes (tenant_id INTEGER NOT NULL, level INTEGER NOT NULL,"
+    " idx INTEGER NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (tenant_id, level, idx))"
+    " WITHOUT ROWID"
+)  # schema 2-4, for the "before" figures
+
+
+def _qmark(query: str) -> str:
+    return query  # SQLite's placeholders already
+
+
+_INSERT_NODES = "INSERT INTO merkle_nodes (tenant_id, level, idx, hash) VALUES (?, ?, ?, ?)"
+
+
+def hashlib_baseline(n: int) -> float:
+    """Leaves per second for one raw SHA-256 node hash each (no auditkeep code)."""
+    sample = list(synthetic_leaves(min(n, 500_000)))
+    sha = hashlib.sha256
+    t0 = time.perf_counter()
+    prev = sample[0]
+    for h in sample:
+        prev = sha(b"\x01" + prev + h).digest()
+    return len(sample) / (time.perf_counter() - t0)
+
+
+def build_tree(
+    data_dir: Path, n: int, layout: str, batch_size: int
+) -> tuple[SQLiteStore, int, dict[str, float]]:
     store = SQLiteStore(data_dir, durability="normal")
     store.migrate()
     tenant = store.create_tenant("acme", "acme")
     tid = tenant.tenant_id
     conn = store._writer()
-    insert = "INSERT INTO merkle_nodes (tenant_id, level, idx, hash) VALUES (?, ?, ?, ?)"
+    if layout == "nodes":
+        conn.execute(_NODES_TABLE)
     leaves = synthetic_leaves(n)
     started = time.perf_counter()
     cpu0 = time.process_time()
     done = 0
     while done < n:
-        batch = [next(leaves) for _ in range(min(BATCH, n - done))]
+        batch = [next(leaves) for _ in range(min(batch_size, n - done))]
         conn.execute("BEGIN IMMEDIATE")
         size, frontier = conn.execute(
             "SELECT size, frontier FROM log_heads WHERE tenant_id = ?", (tid,)
         ).fetchone()
         tree = CompactRange.from_bytes(frontier)
         assert tree.size == size
-        conn.executemany(insert, [(tid, lv, idx, h) for lv, idx, h in tree.extend(batch)])
+        created = tree.extend(batch)
+        if layout == "nodes":
+            conn.executemany(_INSERT_NODES, [(tid, lv, idx, h) for lv, idx, h in created])
+        else:
+            append_tiles(conn, _qmark, tid, size, tree.size, created)
         conn.execute(
             "UPDATE log_heads SET size = ?, frontier = ?, root = ? WHERE tenant_id = ?",
             (tree.size, tree.to_bytes(), tree.root(), tid),
@@ -109,24 +148,44 @@ def build_tree(data_dir: Path, n: int) -> tuple[SQLiteStore, int, dict[str, floa
         conn.execute("COMMIT")
         done += len(batch)
         if done % 1_000_000 == 0:
-            log(f"  tree: {done:,} leaves, {done / (time.perf_counter() - started):,.0f}/s")
+            log(f"  {layout}: {done:,} leaves, {done / (time.perf_counter() - started):,.0f}/s")
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu0
     # CPU only: the same batches into a CompactRange, no SQLite (a sample of 1M at most)
     sample = list(synthetic_leaves(min(n, 1_000_000)))
     tree = CompactRange()
     t0 = time.perf_counter()
-    for start in range(0, len(sample), BATCH):
-        tree.extend(sample[start : start + BATCH])
+    for start in range(0, len(sample), batch_size):
+        tree.extend(sample[start : start + batch_size])
     cpu_only = len(sample) / (time.perf_counter() - t0)
     return store, tid, {"sqlite_rate": n / wall, "sqlite_cpu_s": cpu, "cpu_only_rate": cpu_only}
+
+
+class NodeTable:
+    """The former proof reads: one batched primary-key lookup per node (schema 2-4)."""
+
+    def __init__(self, store: SQLiteStore, tid: int) -> None:
+        self.store, self.tid = store, tid
+
+    def get_nodes(self, ids: list[tuple[int, int]] | Any) -> list[bytes]:
+        values = ",".join("(?, ?)" for _ in ids)
+        params: list[int] = [x for node in ids for x in node] + [self.tid]
+        rows = self.store._fetch(
+            f"SELECT n.level, n.idx, n.hash FROM (VALUES {values}) v JOIN merkle_nodes n"
+            " ON n.tenant_id = ? AND n.level = v.column1 AND n.idx = v.column2",
+            params,
+        )
+        found = {(lv, i): bytes(h) for lv, i, h in rows}
+        return [found[node] for node in ids]
 
 
 # -- 2. proofs ---------------------------------------------------------------------------------
 
 
-def time_proofs(store: SQLiteStore, tid: int, n: int, samples: int) -> dict[str, list[float]]:
-    reader = store.log(tid)
+def time_proofs(
+    store: SQLiteStore, tid: int, n: int, samples: int, layout: str
+) -> dict[str, list[float]]:
+    reader: Any = store.log(tid) if layout == "tiles" else NodeTable(store, tid)
     root = root_hash(n, reader)
     rng = random.Random(7)
     incl: list[float] = []
@@ -257,18 +316,18 @@ def build_store(data_dir: Path, n: int, leaves: list[bytes]) -> SQLiteStore:
     tree = CompactRange()
     for start in range(0, n, 50_000):
         conn.execute("BEGIN")
-        rows, nodes = [], []
+        rows = []
         for seq in range(start + 1, min(n, start + 50_000) + 1):
             c = cols[(seq - 1) % len(cols)]
             rows.append((tid, seq, f"e{seq}", *c))
-            for level, idx, h in tree.append(c[6]):
-                nodes.append((tid, level, idx, h))
+        old = tree.size
+        created = tree.extend([r[9] for r in rows])
+        append_tiles(conn, _qmark, tid, old, tree.size, created)
         conn.executemany(
             "INSERT INTO events (tenant_id, seq, id, action, category, outcome, actor_id,"
             " occurred_at, received_at, leaf_hash, leaf_data) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             rows,
         )
-        conn.executemany("INSERT INTO merkle_nodes VALUES (?, ?, ?, ?)", nodes)
         conn.execute("COMMIT")
     conn.execute(
         "UPDATE log_heads SET size = ?, frontier = ?, root = ? WHERE tenant_id = ?",
@@ -310,6 +369,7 @@ def main() -> int:
     ap.add_argument("--store-sizes", default="1000000", help="data-directory verify sizes")
     ap.add_argument("--samples", type=int, default=2000, help="proofs timed per kind and size")
     ap.add_argument("--keep", action="store_true", help="keep the temporary files")
+    ap.add_argument("--batch", type=int, default=500, help="leaves per tree-update transaction")
     ap.add_argument(
         "--skip-tree", action="store_true", help="only the verification parts (no tree/proofs)"
     )
@@ -330,16 +390,30 @@ def main() -> int:
         result["leaf_bytes_avg"] = avg
         for n in sizes:
             log(f"== {n:,} leaves")
-            if args.skip_tree:
-                tree_stats: dict[str, float] = {}
-                db_bytes = 0
-                proofs = {"inclusion": [float("nan")], "consistency": [float("nan")]}
-            else:
-                store, tid, tree_stats = build_tree(work / f"tree-{n}", n)
-                db_bytes = (work / f"tree-{n}" / "auditkeep.db").stat().st_size
-                proofs = time_proofs(store, tid, n, args.samples)
-                store.close()
-                shutil.rmtree(work / f"tree-{n}", ignore_errors=True)
+            layouts: dict[str, dict[str, Any]] = {}
+            if not args.skip_tree:
+                baseline = hashlib_baseline(n)
+                for layout in ("nodes", "tiles"):
+                    where = work / f"tree-{n}-{layout}"
+                    store, tid, tree_stats = build_tree(where, n, layout, args.batch)
+                    proofs = time_proofs(store, tid, n, args.samples, layout)
+                    layouts[layout] = {
+                        **tree_stats,
+                        "hashlib_rate": baseline,
+                        "db_bytes": (where / "auditkeep.db").stat().st_size,
+                        "inclusion_ms": {
+                            p: percentile(proofs["inclusion"], p) * 1000 for p in (50, 95, 99)
+                        },
+                        "consistency_ms": {
+                            p: percentile(proofs["consistency"], p) * 1000 for p in (50, 95, 99)
+                        },
+                    }
+                    log(
+                        f"  {layout}: {tree_stats['sqlite_rate']:,.0f} leaves/s "
+                        f"({tree_stats['sqlite_rate'] / baseline:.3f}x hashlib)"
+                    )
+                    store.close()
+                    shutil.rmtree(where, ignore_errors=True)
             bundle = work / f"bundle-{n}.ndjson"
             write_bundle(bundle, n, leaves)
             bundle_bytes = bundle.stat().st_size
@@ -347,14 +421,7 @@ def main() -> int:
             cli_rates = bench_cli(bundle, n) if args.cli else []
             bundle.unlink()
             result["sizes"][str(n)] = {
-                **tree_stats,
-                "db_bytes": db_bytes,
-                "inclusion_ms": {
-                    p: percentile(proofs["inclusion"], p) * 1000 for p in (50, 95, 99)
-                },
-                "consistency_ms": {
-                    p: percentile(proofs["consistency"], p) * 1000 for p in (50, 95, 99)
-                },
+                "tree": layouts,
                 "bundle_bytes": bundle_bytes,
                 "bundle_verify": verify_rates,
                 "cli_verify": cli_rates,
@@ -376,26 +443,26 @@ def main() -> int:
 
     rows = []
     for n, r in result["sizes"].items():
-        if not r.get("sqlite_rate"):
-            continue
-        rows.append(
-            [
-                f"{int(n):,}",
-                fmt_rate(r["sqlite_rate"]),
-                fmt_rate(r["cpu_only_rate"]),
-                f"{r['db_bytes'] / int(n):.0f}",
-                f"{r['inclusion_ms'][50]:.3f}",
-                f"{r['inclusion_ms'][95]:.3f}",
-                f"{r['consistency_ms'][50]:.3f}",
-                f"{r['consistency_ms'][95]:.3f}",
-            ]
-        )
+        for layout, t in r["tree"].items():
+            rows.append(
+                [
+                    f"{int(n):,} {layout}",
+                    fmt_rate(t["sqlite_rate"]),
+                    f"{t['sqlite_rate'] / t['hashlib_rate']:.3f}",
+                    fmt_rate(t["cpu_only_rate"]),
+                    f"{t['db_bytes'] / int(n):.0f}",
+                    f"{t['inclusion_ms'][50]:.3f}",
+                    f"{t['inclusion_ms'][95]:.3f}",
+                    f"{t['consistency_ms'][50]:.3f}",
+                    f"{t['consistency_ms'][95]:.3f}",
+                ]
+            )
     print()
     print(
         table(
-            rows or [["-"] * 8],
-            ["leaves", "append+tree/s (SQLite)", "append/s (CPU only)", "node B/leaf",
-             "incl p50 ms", "incl p95 ms", "cons p50 ms", "cons p95 ms"],
+            rows or [["-"] * 9],
+            ["leaves, layout", "append+tree/s (SQLite)", "x hashlib", "append/s (CPU only)",
+             "DB B/leaf", "incl p50 ms", "incl p95 ms", "cons p50 ms", "cons p95 ms"],
         )
     )  # fmt: skip
     rows = []

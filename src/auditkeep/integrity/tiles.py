@@ -75,12 +75,12 @@ def node_location(level: int, index: int) -> tuple[int, int, int, int]:
 
 def _perfect(hashes: bytes, first: int, count: int) -> bytes:
     """RFC 9162 hash of the perfect subtree over ``count`` hashes of ``hashes`` from ``first``."""
-    level = [hashes[i * HASH_SIZE : (i + 1) * HASH_SIZE] for i in range(first, first + count)]
+    start = first * HASH_SIZE
+    level = [hashes[i : i + HASH_SIZE] for i in range(start, start + count * HASH_SIZE, HASH_SIZE)]
+    sha, prefix = _sha256, _NODE_PREFIX
     while len(level) > 1:
-        level = [
-            _sha256(_NODE_PREFIX + level[i] + level[i + 1]).digest()
-            for i in range(0, len(level), 2)
-        ]
+        pairs = iter(level)
+        level = [sha(prefix + a + b).digest() for a, b in zip(pairs, pairs, strict=True)]
     return level[0]
 
 
