@@ -837,8 +837,10 @@ def _nodes_equal(
     tiles = [_blob(h) for _, h in rows]
     if any(len(t) != TILE_WIDTH * 32 for t in tiles[:-1]):
         return False
+    blob = b"".join(tiles)
     offset = (lo - start * TILE_WIDTH) * 32
-    return bool(lo == first and b"".join(tiles)[offset : offset + len(joined)] == joined)
+    stored = blob[offset : (hi - start * TILE_WIDTH) * 32]  # the nodes lo..hi-1 stored
+    return bool(lo == first and stored == joined)
 
 
 def _stored_nodes(conn: _ChunkDB, where: tuple[int, int, int, int]) -> dict[int, bytes]:
