@@ -305,3 +305,15 @@ def test_extend_equals_appending_one_by_one(start: int, batches: list[int]) -> N
         created = many.extend(hashes)
         assert sorted(created) == sorted(expected) and len(created) == len(set(created))
         assert many == one
+
+
+def test_a_missing_partial_tile_stops_the_writer(store: SQLiteStore) -> None:
+    """The writer extends the stored partial tile; without it, it refuses instead of writing a
+    tile that would lose the hashes before it."""
+    acme = store.create_tenant("acme", "acme")
+    store.append([TenantAppend(acme.tenant_id, _events("a", 10))])
+    with store._transaction() as conn:
+        conn.execute("DELETE FROM merkle_tiles WHERE tenant_id = ?", (acme.tenant_id,))
+    with pytest.raises(StoreError, match=r"Merkle tile \(level 0, index 0\) is missing"):
+        store.append([TenantAppend(acme.tenant_id, _events("b", 1))])
+    assert store.events(acme.tenant_id).size() == 10  # nothing of that append was written
