@@ -10,8 +10,9 @@ It only ever *accepts*: :func:`check` returns the normal form and its canonical 
 can vouch that the twin would return exactly the same, and ``None`` otherwise: for an invalid
 event (the twin then says what is wrong, with paths and messages), and for the valid events
 whose canonical bytes it does not produce itself (a float that ECMAScript writes differently
-from msgspec, a metadata key above U+FFFF, a leap second, a timestamp with an offset or more
-than six fraction digits, a value that is not what a JSON decoder makes). The server calls the
+from msgspec, a metadata key above U+FFFF, a value that is not what a JSON decoder makes).
+``occurred_at`` in UTC (``Z``, up to six fraction digits) is read here; any other form by the
+twin's own ``parse_timestamp``. The server calls the
 twin in that case (``model.prepare_event``). tests/schema/test_fastschema.py holds the two
 equal on shared vectors and generated events, valid and invalid.
 """
@@ -236,30 +237,38 @@ def _is_ip(text: str) -> bool:
 
 
 _UTC_TEXT: Final = re.compile(
-    r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]{1,6}))?Z"
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}):([0-5][0-9])(?:\.([0-9]{1,6}))?Z"
 )
 _EPOCH: Final = datetime(1970, 1, 1)
 _MICROSECOND: Final = timedelta(microseconds=1)
 
 
+@functools.lru_cache(maxsize=4096)  # the events of a batch mostly share a few minutes
+def _minute_micros(minute: str) -> int | None:
+    """UTC microseconds of ``YYYY-MM-DDTHH:MM``; None if it is no valid minute from 1970 on."""
+    try:
+        micros: int = (datetime.fromisoformat(minute) - _EPOCH) // _MICROSECOND
+    except ValueError:  # a day or an hour out of range: the twin decides
+        return None
+    return micros if micros >= 0 else None
+
+
 def _timestamp(text: str) -> tuple[int, str] | None:
-    """``(micros, normal form)`` of ``occurred_at``. UTC with at most six fraction digits
-    (what clients and the SDK send) is read here; anything else by the twin's
+    """``(micros, normal form)`` of ``occurred_at``. UTC with at most six fraction digits and
+    no leap second (what clients and the SDK send) is read here; anything else by the twin's
     ``parse_timestamp``; ``None`` if that refuses it."""
     m = _UTC_TEXT.fullmatch(text)
     if m is not None:
-        try:
-            whole: int = (datetime.fromisoformat(m[1]) - _EPOCH) // _MICROSECOND
-        except ValueError:  # a day or hour out of range, a leap second: the twin decides
-            return None
-        if whole >= 0:
-            fraction = m[2]
+        minute = _minute_micros(m[1])
+        if minute is not None:
+            whole = minute + int(m[2]) * 1_000_000
+            fraction = m[3]
             if fraction is None:
-                return whole, m[1] + ".000000Z"
+                return whole, text[:-1] + ".000000Z"
             if len(fraction) == 6:
                 return whole + int(fraction), text
             fraction = fraction.ljust(6, "0")
-            return whole + int(fraction), f"{m[1]}.{fraction}Z"
+            return whole + int(fraction), f"{text[:19]}.{fraction}Z"
     try:
         micros = parse_timestamp(text)
     except ValueError:
