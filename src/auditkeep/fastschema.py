@@ -75,19 +75,19 @@ _Unset = msgspec.UnsetType
 
 # Fields are declared in sorted order and encoded in declaration order, so the encoder sorts
 # nothing but metadata's keys; UNSET fields (what the normal form leaves out) are not written.
-class Actor(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class Actor(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=False):
     id: _PartyId
     name: _Name | _Unset = _UNSET
     type: _Type = "user"
 
 
-class Target(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class Target(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=False):
     id: _PartyId
     name: _Name | _Unset = _UNSET
     type: _Type
 
 
-class Context(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class Context(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=False):
     ip: _Context | _Unset = _UNSET
     location: _Context | _Unset = _UNSET
     request_id: _Context | _Unset = _UNSET
@@ -95,7 +95,7 @@ class Context(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     user_agent: _UserAgent | _Unset = _UNSET
 
 
-class Event(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class Event(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=False):
     """An event in normal form (after :func:`check`; as converted, ``id`` may be UNSET and
     ``occurred_at`` not yet normalised)."""
 
