@@ -18,6 +18,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "auditkeep"
 #: The rooms from the bottom up. A room may import rooms of a lower layer, never of its own
 #: layer or above (docs/architecture.md draws the same picture).
 LAYERS: list[set[str]] = [
+    {"fastschema"},
     {"errors", "model", "logs", "logwatch", "monitor", "integrity"},
     {"settings", "bodies", "keyfile"},
     {"store"},
