@@ -52,6 +52,11 @@ def _leaf(line: bytes) -> bytes:
     return line[line.index(b'"leaf":') + 7 : -2]
 
 
+def _swap(lines: list[bytes], i: int) -> list[bytes]:
+    """Event lines i and i + 1 trade places."""
+    return [*lines[:i], lines[i + 1], lines[i], *lines[i + 2 :]]
+
+
 Edit = Callable[[list[bytes], int], list[bytes]]
 
 TAMPERS: dict[str, Edit] = {
@@ -78,7 +83,7 @@ TAMPERS: dict[str, Edit] = {
     ],
     "removed": lambda ls, i: [*ls[:i], *ls[i + 1 :]],
     "duplicated": lambda ls, i: [*ls[: i + 1], ls[i], *ls[i + 1 :]],
-    "swapped": lambda ls, i: [*ls[:i], ls[i + 1], ls[i], *ls[i + 2 :]] if i + 1 < len(ls) else ls,
+    "swapped": lambda ls, i: _swap(ls, i if i + 1 < len(ls) else i - 1),
     "garbage": lambda ls, i: [*ls[:i], b"garbage\n", *ls[i + 1 :]],
     "cut short": lambda ls, i: [*ls[:i], ls[i][:-2] + b"\n", *ls[i + 1 :]],
     "upper-case hash": lambda ls, i: [
@@ -86,7 +91,7 @@ TAMPERS: dict[str, Edit] = {
         ls[i][:17] + ls[i][17:81].upper() + ls[i][81:],
         *ls[i + 1 :],
     ],
-    "truncated file": lambda ls, i: ls[: i + 1],
+    "truncated file": lambda ls, i: ls[:i],
     "no final newline": lambda ls, i: [*ls[:-1], ls[-1][:-1]],
 }
 

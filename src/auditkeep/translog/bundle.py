@@ -166,6 +166,7 @@ class _BundleChunk:
     last: int | None = None
     count: int = 0
     broken: bool = False  # the seqs are not consecutive: no tree from this chunk
+    lead: int = 0  # problems (malformed lines) before the first event line
     problems: list[tuple[str, str]] = field(default_factory=list)
     subtrees: list[Subtree] = field(default_factory=list)
 
@@ -310,7 +311,7 @@ def _check_lines(task: _BundleTask, offset: int, lines: list[bytes]) -> _BundleC
         else:
             seq = int(m.group(1))
             if out.last is None:
-                out.first, out.first_offset = seq, offset
+                out.first, out.first_offset, out.lead = seq, offset, len(out.problems)
             elif seq != out.last + 1:
                 out.problems.append(("order", _order_problem(out.last, seq, offset)))
                 out.broken = True
@@ -437,24 +438,29 @@ def verify_bundle(
     expected = from_seq
     for chunk in run_chunks(_check_bundle_chunk, tasks, jobs):
         report.checked += chunk.count
-        for kind, message in chunk.problems:
-            counts[kind] = counts.get(kind, 0) + 1
-            if counts[kind] <= MAX_REPEATS:
-                report.problems.append(message)
-        if chunk.first is None:
-            broken = broken or chunk.broken
-            continue
-        if chunk.first != expected:
+        # where this range's first event line follows the previous range's last, named in
+        # file order: after the malformed lines before it, before the range's own problems
+        boundary: str | None = None
+        out_of_place = chunk.first is not None and chunk.first != expected
+        if chunk.first is not None and out_of_place:
             if expected == from_seq:
-                report.problems.append(
+                boundary = (
                     f"seq {chunk.first}: the first event line; the header says from_seq {from_seq}"
                 )
             else:
-                report.problems.append(
-                    _order_problem(expected - 1, chunk.first, chunk.first_offset)
-                )
-            broken = True
-        broken = broken or chunk.broken
+                boundary = _order_problem(expected - 1, chunk.first, chunk.first_offset)
+        for i, (kind, message) in enumerate(chunk.problems):
+            if i == chunk.lead and boundary is not None:
+                report.problems.append(boundary)
+                boundary = None
+            counts[kind] = counts.get(kind, 0) + 1
+            if counts[kind] <= MAX_REPEATS:
+                report.problems.append(message)
+        if boundary is not None:
+            report.problems.append(boundary)
+        broken = broken or chunk.broken or out_of_place
+        if chunk.first is None:
+            continue
         if not broken:
             for level, h in chunk.subtrees:
                 frontier.append(level, h)
