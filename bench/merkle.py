@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -262,7 +263,7 @@ def time_call(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 def bench_bundle(path: Path, n: int) -> list[dict[str, Any]]:
     out = []
-    for jobs in (1, 2):
+    for jobs in sorted({1, os.cpu_count() or 1}):
         for content in (False, True):
             seconds, report = time_call(
                 lambda jobs=jobs, content=content: verify_bundle(
@@ -272,6 +273,64 @@ def bench_bundle(path: Path, n: int) -> list[dict[str, Any]]:
             assert report.ok and report.checked == n, report.problems[:3]
             out.append({"jobs": jobs, "content": content, "seconds": seconds, "rate": n / seconds})
             log(f"  bundle {n:,}: jobs={jobs} content={content}: {n / seconds:,.0f} events/s")
+    return out
+
+
+def _baseline_range(task: tuple[str, int, int, bool]) -> int:
+    """No auditkeep code: orjson.loads (when ``parse``) and SHA-256 of every line whose first
+    byte lies in ``[start, end)``."""
+    import orjson
+
+    name, start, end, parse = task
+    with open(name, "rb") as f:
+        if start:
+            f.seek(start - 1)
+            f.readline()
+            start = f.tell()
+        f.seek(end - 1 if end else 0)
+        f.readline()
+        stop = f.tell()
+        f.seek(start)
+        lines = f.read(stop - start).split(b"\n")
+    sha = hashlib.sha256
+    if parse:
+        for line in lines:
+            if line:
+                orjson.loads(line)
+                sha(line).digest()
+    else:
+        for line in lines:
+            sha(line).digest()
+    return len(lines)
+
+
+def bench_baseline(path: Path, n: int) -> list[dict[str, Any]]:
+    """The same run's baseline: orjson.loads + SHA-256 (and SHA-256 alone) over the bundle's
+    event lines, in 8 MiB ranges, on one core and on every core (a process pool)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with open(path, "rb") as f:
+        start = len(f.readline())
+    size = path.stat().st_size
+    parts = max(1, (size - start) // (8 << 20))
+    bounds = [start + (size - start) * i // parts for i in range(parts + 1)]
+    out = []
+    cpus = os.cpu_count() or 1
+    for jobs in sorted({1, cpus}):
+        for parse in (False, True):
+            tasks = [(str(path), a, b, parse) for a, b in itertools.pairwise(bounds)]
+            t0 = time.perf_counter()
+            if jobs == 1:
+                list(map(_baseline_range, tasks))
+            else:
+                context = multiprocessing.get_context("fork")
+                with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+                    list(pool.map(_baseline_range, tasks))
+            seconds = time.perf_counter() - t0
+            what = "orjson.loads + sha256" if parse else "sha256"
+            out.append({"jobs": jobs, "what": what, "seconds": seconds, "rate": n / seconds})
+            log(f"  baseline {n:,}: jobs={jobs} {what}: {n / seconds:,.0f} lines/s")
     return out
 
 
@@ -417,13 +476,16 @@ def main() -> int:
             bundle = work / f"bundle-{n}.ndjson"
             write_bundle(bundle, n, leaves)
             bundle_bytes = bundle.stat().st_size
+            baseline = bench_baseline(bundle, n)
             verify_rates = bench_bundle(bundle, n)
+            baseline += bench_baseline(bundle, n)  # before and after: the mean is used
             cli_rates = bench_cli(bundle, n) if args.cli else []
             bundle.unlink()
             result["sizes"][str(n)] = {
                 "tree": layouts,
                 "bundle_bytes": bundle_bytes,
                 "bundle_verify": verify_rates,
+                "bundle_baseline": baseline,
                 "cli_verify": cli_rates,
             }
         for n in store_sizes:
@@ -467,7 +529,24 @@ def main() -> int:
     )  # fmt: skip
     rows = []
     for n, r in result["sizes"].items():
+        base: dict[tuple[int, str], list[float]] = {}
+        for b in r.get("bundle_baseline", []):
+            base.setdefault((b["jobs"], b["what"]), []).append(b["rate"])
+        for (jobs, what), rates in sorted(base.items()):
+            rows.append(
+                [
+                    f"baseline {int(n):,} ({what})",
+                    str(jobs),
+                    "-",
+                    "-",
+                    fmt_rate(sum(rates) / len(rates)),
+                    "1.00",
+                ]
+            )
         for v in r["bundle_verify"]:
+            what = "orjson.loads + sha256" if v["content"] else "sha256"
+            ref = base.get((v["jobs"], what))
+            ratio = f"{v['rate'] / (sum(ref) / len(ref)):.2f}" if ref else "-"
             rows.append(
                 [
                     f"bundle {int(n):,}",
@@ -475,6 +554,7 @@ def main() -> int:
                     "yes" if v["content"] else "no",
                     f"{v['seconds']:.1f}",
                     fmt_rate(v["rate"]),
+                    ratio,
                 ]
             )
         for v in r.get("cli_verify", []):
@@ -485,6 +565,7 @@ def main() -> int:
                     "yes" if v["content"] else "no",
                     f"{v['seconds']:.1f}",
                     fmt_rate(v["rate"]),
+                    "-",
                 ]
             )
     for n, rates in result.get("store_verify", {}).items():
@@ -496,10 +577,20 @@ def main() -> int:
                     "yes" if v["content"] else "no",
                     f"{v['seconds']:.1f}",
                     fmt_rate(v["rate"]),
+                    "-",
                 ]
             )
     print()
-    print(table(rows, ["offline verify", "jobs", "content checks", "seconds", "events/s"]))
+    print(
+        table(
+            rows,
+            ["offline verify", "jobs", "content checks", "seconds", "events/s", "x baseline"],
+        )
+    )
+    print(
+        "x baseline: against the same run's mean rate, at the same job count, of orjson.loads"
+        " + sha256 (content checks) or sha256 alone (hashes and tree only) over the same lines"
+    )
     m = result["machine"]
     print(
         f"\n{m['cpus']} CPUs ({m['cpu_model']}), Python {m['python']}, SQLite {m['sqlite']}; "

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -36,7 +35,7 @@ from auditkeep.translog.verify import (
     CheckedCheckpoint,
     Frontier,
     Subtree,
-    check_content,
+    check_leaves,
     decompose,
     hash_leaves,
     open_checkpoint,
@@ -167,6 +166,7 @@ class _BundleChunk:
     last: int | None = None
     count: int = 0
     broken: bool = False  # the seqs are not consecutive: no tree from this chunk
+    lead: int = 0  # problems (malformed lines) before the first event line
     problems: list[tuple[str, str]] = field(default_factory=list)
     subtrees: list[Subtree] = field(default_factory=list)
 
@@ -202,45 +202,79 @@ def _order_problem(previous: int, seq: int, offset: int) -> str:
     )
 
 
-_LINES = re.compile(
-    rb'^\{"seq":(0|[1-9][0-9]{0,19}),"hash":"([0-9a-f]{64})","leaf":(.*)\}$', re.MULTILINE
-)
+_HEAD = b'{"seq":%d,"hash":"%s","leaf":'
+_HEAD_FIXED = len(_HEAD) - 4  # the bytes of a line head besides the seq's digits and the hash
 
 
 def _check_bundle_chunk(task: _BundleTask) -> _BundleChunk:
     """Check the event lines in one byte range of a bundle (runs in a worker process).
 
-    Fast path: one regex pass over the whole range, bulk hashing and one comparison of all
-    hashes; when anything differs, the line-by-line path finds and names it.
+    Fast path (:func:`_exact_lines`): when every line is exactly the event line of the next
+    seq with the hash of its own leaf, a few whole-list operations prove it; when anything
+    differs, the line-by-line path finds and names it.
     """
     offset, data = _read_range(task)
     if not data:
         return _BundleChunk()
-    out = _BundleChunk()
-    found = _LINES.findall(data)
-    lines = data.count(b"\n") + (not data.endswith(b"\n"))
-    if len(found) == lines:
-        seqs = list(map(int, map(itemgetter(0), found)))
-        listed_hex = b"".join(map(itemgetter(1), found))
-        leaves = list(map(itemgetter(2), found))
-        actual = hash_leaves(leaves)
-        first, last = seqs[0], seqs[-1]
-        if last - first + 1 == len(seqs) and seqs == list(range(first, last + 1)):
-            out.first, out.first_offset, out.last, out.count = first, offset, last, len(seqs)
-            if b"".join(actual).hex().encode() == listed_hex:
-                listed = actual
-            else:
-                blob = bytes.fromhex(listed_hex.decode("ascii"))
-                listed = [blob[i : i + 32] for i in range(0, len(blob), 32)]
-                for seq, want, got in zip(seqs, listed, actual, strict=True):
-                    if want != got:
-                        out.problems.append(("hash", _hash_problem(seq, want, got)))
-            if task.content:
-                _content(out, task.tenant, seqs, leaves)
-            levels = subtree_levels(first - 1, listed)
-            out.subtrees = decompose(levels, first - 1, first - 1 + len(listed))
-            return out
-    return _check_lines(task, offset, data.split(b"\n"))
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    exact = _exact_lines(lines)
+    if exact is None:
+        return _check_lines(task, offset, lines)
+    first, leaves, hashes = exact
+    out = _BundleChunk(first=first, first_offset=offset, last=first + len(leaves) - 1)
+    out.count = len(leaves)
+    if task.content:
+        _content(out, task.tenant, range(first, first + len(leaves)), leaves)
+    levels = subtree_levels(first - 1, hashes)
+    out.subtrees = decompose(levels, first - 1, first - 1 + len(hashes))
+    return out
+
+
+def _exact_lines(lines: list[bytes]) -> tuple[int, list[bytes], list[bytes]] | None:
+    """``(first seq, leaves, leaf hashes)`` when ``lines`` are exactly the event lines of
+    consecutive seqs, each listing the hash of its own leaf; otherwise None.
+
+    Each line is split at the length its head must have (the seq's digits are known once
+    the first seq is), the leaves are hashed, and the heads rebuilt from the seqs and the
+    recomputed hashes must equal the heads found, byte for byte: then each line matches
+    :data:`_LINE` with exactly that seq and hash, and its leaf is what that match gives.
+    """
+    if not lines:
+        return None
+    m = _LINE.match(lines[0])
+    if m is None:
+        return None
+    first = int(m.group(1))
+    leaves: list[bytes] = []
+    hashes: list[bytes] = []
+    start = 0
+    while start < len(lines):  # runs of seqs with the same number of digits
+        seq = first + start
+        digits = len(str(seq))
+        stop = min(len(lines), start + 10**digits - seq)
+        run = lines[start:stop]
+        cut = _HEAD_FIXED + digits + 64
+        run_leaves = [line[cut:-1] for line in run]
+        run_hashes = hash_leaves(run_leaves)
+        heads = [
+            _HEAD % pair
+            for pair in zip(range(seq, seq + len(run)), _hexes(run_hashes), strict=True)
+        ]
+        if [line[:cut] for line in run] != heads or b"".join(
+            [line[-1:] for line in run]
+        ) != b"}" * len(run):
+            return None
+        leaves += run_leaves
+        hashes += run_hashes
+        start = stop
+    return first, leaves, hashes
+
+
+def _hexes(hashes: list[bytes]) -> list[bytes]:
+    blob = b"".join(hashes).hex().encode("ascii")
+    return [blob[i : i + 64] for i in range(0, len(blob), 64)]
 
 
 def _hash_problem(seq: int, want: bytes, got: bytes) -> str:
@@ -250,9 +284,8 @@ def _hash_problem(seq: int, want: bytes, got: bytes) -> str:
     )
 
 
-def _content(out: _BundleChunk, tenant: str, seqs: list[int], leaves: list[bytes]) -> None:
-    for seq, leaf in zip(seqs, leaves, strict=True):
-        out.problems += [("content", p) for p in check_content(tenant, seq, None, leaf)]
+def _content(out: _BundleChunk, tenant: str, seqs: Iterable[int], leaves: list[bytes]) -> None:
+    out.problems += [("content", p) for p in check_leaves(tenant, seqs, leaves)]
 
 
 def _check_lines(task: _BundleTask, offset: int, lines: list[bytes]) -> _BundleChunk:
@@ -278,7 +311,7 @@ def _check_lines(task: _BundleTask, offset: int, lines: list[bytes]) -> _BundleC
         else:
             seq = int(m.group(1))
             if out.last is None:
-                out.first, out.first_offset = seq, offset
+                out.first, out.first_offset, out.lead = seq, offset, len(out.problems)
             elif seq != out.last + 1:
                 out.problems.append(("order", _order_problem(out.last, seq, offset)))
                 out.broken = True
@@ -405,24 +438,29 @@ def verify_bundle(
     expected = from_seq
     for chunk in run_chunks(_check_bundle_chunk, tasks, jobs):
         report.checked += chunk.count
-        for kind, message in chunk.problems:
-            counts[kind] = counts.get(kind, 0) + 1
-            if counts[kind] <= MAX_REPEATS:
-                report.problems.append(message)
-        if chunk.first is None:
-            broken = broken or chunk.broken
-            continue
-        if chunk.first != expected:
+        # where this range's first event line follows the previous range's last, named in
+        # file order: after the malformed lines before it, before the range's own problems
+        boundary: str | None = None
+        out_of_place = chunk.first is not None and chunk.first != expected
+        if chunk.first is not None and out_of_place:
             if expected == from_seq:
-                report.problems.append(
+                boundary = (
                     f"seq {chunk.first}: the first event line; the header says from_seq {from_seq}"
                 )
             else:
-                report.problems.append(
-                    _order_problem(expected - 1, chunk.first, chunk.first_offset)
-                )
-            broken = True
-        broken = broken or chunk.broken
+                boundary = _order_problem(expected - 1, chunk.first, chunk.first_offset)
+        for i, (kind, message) in enumerate(chunk.problems):
+            if i == chunk.lead and boundary is not None:
+                report.problems.append(boundary)
+                boundary = None
+            counts[kind] = counts.get(kind, 0) + 1
+            if counts[kind] <= MAX_REPEATS:
+                report.problems.append(message)
+        if boundary is not None:
+            report.problems.append(boundary)
+        broken = broken or chunk.broken or out_of_place
+        if chunk.first is None:
+            continue
         if not broken:
             for level, h in chunk.subtrees:
                 frontier.append(level, h)

@@ -26,6 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import msgspec
 import orjson
 
 from auditkeep.integrity.checkpoint import (
@@ -118,6 +119,61 @@ def is_canonical(value: Any, raw: bytes) -> bool:
     if fast == raw and _plain(value) and (raw.isascii() or _bmp_keys(value)):
         return True
     return canonical_json(value) == raw
+
+
+class _FloatSeen(Exception):
+    pass
+
+
+def _no_float(text: str) -> Any:
+    raise _FloatSeen
+
+
+_DECODE = msgspec.json.Decoder(float_hook=_no_float).decode
+_ENCODE_SORTED = msgspec.json.Encoder(order="sorted").encode
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else b for b in range(256))
+_SIXTEEN_DIGITS = b"0" * 16  # 2^53 - 1 has 16 digits: every shorter integer is in range
+_BELOW_ASTRAL = bytes(range(0xF0))  # UTF-8 lead bytes of characters above U+FFFF are >= F0
+_MAX_NESTING = 1024  # orjson rejects deeper documents as invalid JSON
+
+
+def canonical_object(raw: bytes) -> dict[str, Any] | None:
+    """The JSON object in ``raw`` when ``raw`` is certainly its RFC 8785 canonical form;
+    None when the exact check must decide (:func:`check_content` then says what is wrong).
+
+    The fast path of the content checks, built on the same fact as
+    ``auditkeep_client.schema.canonical_json``: a compiled sorted-key encoder writes RFC 8785
+    exactly unless the value holds a float, an integer beyond 2^53 or a key above U+FFFF. The
+    parser rejects floats as it meets them; the bytes rule out 16-digit runs, characters above
+    U+FFFF and documents that might nest deeper than orjson parses; what is left must
+    re-encode to ``raw`` byte for byte, which also rules out whitespace, duplicate keys,
+    unsorted keys and any other spelling. It never accepts what the exact path (orjson parse,
+    then :func:`is_canonical`, whose fallback is ``model.canonical_json``) rejects: the tests
+    hold the two to the same verdicts.
+    """
+    if _SIXTEEN_DIGITS in raw.translate(_DIGITS_AS_ZERO):
+        return None
+    if not raw.isascii() and raw.translate(None, _BELOW_ASTRAL):
+        return None
+    if raw.count(b"[") + raw.count(b"{") > _MAX_NESTING:  # orjson's limit, not Python's
+        return None
+    try:
+        value = _DECODE(raw)
+    except Exception:  # malformed, a float, nesting beyond Python's recursion limit
+        return None
+    if type(value) is not dict or _ENCODE_SORTED(value) != raw:
+        return None
+    return value
+
+
+def check_leaves(tenant: str, seqs: Iterable[int], leaves: Iterable[bytes]) -> list[str]:
+    """:func:`check_content` (without the occurred_at column) of many events."""
+    problems: list[str] = []
+    for seq, raw in zip(seqs, leaves, strict=True):
+        leaf = canonical_object(raw)
+        if leaf is None or leaf.get("tenant") != tenant:
+            problems += _check_leaf(tenant, seq, None, raw)[0]
+    return problems
 
 
 def check_content(tenant: str, seq: int, occurred_at: int | None, data_bytes: bytes) -> list[str]:
@@ -653,11 +709,12 @@ def _check_indexed(
     expected_targets: list[tuple[Any, ...]] = []
     for row, data in zip(rows, datas, strict=True):
         seq = int(row[0])
-        problems, leaf = _check_leaf(task.tenant, seq, None, data)
-        if problems:
+        leaf = canonical_object(data)
+        if leaf is None or leaf.get("tenant") != task.tenant:
+            problems, leaf = _check_leaf(task.tenant, seq, None, data)
             out.problems += [("content", p) for p in problems]
-        if leaf is None:
-            continue
+            if leaf is None:
+                continue
         leaves.append((seq, leaf))
         try:
             columns, its_targets = expected_rows(seq, leaf, task.postgres)
